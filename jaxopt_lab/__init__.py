@@ -1,0 +1,61 @@
+"""jaxopt_lab: a JAX optimization laboratory.
+
+Textbook update rules as optax gradient transformations, vmapped hyperparameter
+sweeps, and Hessian eigen-analysis.
+"""
+
+from jaxopt_lab import schedules as schedules
+from jaxopt_lab.optimizers import adadelta as adadelta
+from jaxopt_lab.optimizers import adagrad as adagrad
+from jaxopt_lab.optimizers import adam as adam
+from jaxopt_lab.optimizers import delta_bar_delta as delta_bar_delta
+from jaxopt_lab.optimizers import momentum as momentum
+from jaxopt_lab.optimizers import nesterov as nesterov
+from jaxopt_lab.optimizers import normalized_sgd as normalized_sgd
+from jaxopt_lab.optimizers import rmsprop as rmsprop
+from jaxopt_lab.optimizers import sgd as sgd
+from jaxopt_lab.optimizers import sign_sgd as sign_sgd
+from jaxopt_lab.transforms._common import scale_by_learning_rate as scale_by_learning_rate
+from jaxopt_lab.transforms.adaptive import scale_by_adadelta as scale_by_adadelta
+from jaxopt_lab.transforms.adaptive import scale_by_adagrad as scale_by_adagrad
+from jaxopt_lab.transforms.adaptive import scale_by_adam as scale_by_adam
+from jaxopt_lab.transforms.adaptive import scale_by_rms as scale_by_rms
+from jaxopt_lab.transforms.averaging import averaged_params as averaged_params
+from jaxopt_lab.transforms.averaging import polyak_averaging as polyak_averaging
+from jaxopt_lab.transforms.delta_bar_delta import (
+    scale_by_delta_bar_delta as scale_by_delta_bar_delta,
+)
+from jaxopt_lab.transforms.momentum import scale_by_ema as scale_by_ema
+from jaxopt_lab.transforms.momentum import scale_by_trace as scale_by_trace
+from jaxopt_lab.transforms.normalized import scale_by_global_norm as scale_by_global_norm
+from jaxopt_lab.transforms.normalized import scale_by_sign as scale_by_sign
+
+__version__ = "0.1.0"
+
+# --- subpackages (each line added by the issue that built it) ---
+
+__all__ = [
+    "adadelta",
+    "adagrad",
+    "adam",
+    "averaged_params",
+    "delta_bar_delta",
+    "momentum",
+    "nesterov",
+    "normalized_sgd",
+    "polyak_averaging",
+    "rmsprop",
+    "scale_by_adadelta",
+    "scale_by_adagrad",
+    "scale_by_adam",
+    "scale_by_delta_bar_delta",
+    "scale_by_ema",
+    "scale_by_global_norm",
+    "scale_by_learning_rate",
+    "scale_by_rms",
+    "scale_by_sign",
+    "scale_by_trace",
+    "schedules",
+    "sgd",
+    "sign_sgd",
+]

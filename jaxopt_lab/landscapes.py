@@ -1,0 +1,271 @@
+"""Test functions with known critical points.
+
+Each landscape is a :class:`Landscape`: call it on a parameter vector to get the loss,
+and read its critical points (location, value, kind) as data. They work as loss
+functions for every optimizer and for the curvature tools.
+
+Example:
+  >>> import jax.numpy as jnp, jaxopt_lab as jol
+  >>> f = jol.landscapes.rosenbrock()
+  >>> float(f(jnp.array([1.0, 1.0])))
+  0.0
+  >>> f.critical_points[0].kind
+  'minimum'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+KINDS = ("minimum", "maximum", "saddle", "degenerate")
+
+
+@dataclasses.dataclass(frozen=True)
+class CriticalPoint:
+    """A point where the gradient vanishes."""
+
+    location: tuple[float, ...]  # coordinates
+    value: float  # the function's value there
+    kind: str  # "minimum", "maximum", "saddle" or "degenerate" (second-derivative test)
+
+
+@dataclasses.dataclass(frozen=True)
+class Landscape:
+    """A loss ``fn(w) -> scalar`` on vectors of length ``dim``, with its critical points."""
+
+    name: str
+    fn: Callable[[jax.Array], jax.Array]
+    dim: int
+    critical_points: tuple[CriticalPoint, ...]
+    start: tuple[float, ...]  # a customary starting point for demonstrations
+    bounds: tuple[tuple[float, float], ...]  # plotting box, one (low, high) per coordinate
+    log_contours: bool = False  # contours look better on a log scale (Rosenbrock, Beale)
+
+    def __call__(self, w: jax.Array, *args) -> jax.Array:
+        del args  # lets a landscape stand in for loss_fn(params, batch)
+        w = jnp.asarray(w)
+        if w.shape != (self.dim,):
+            raise ValueError(
+                f"`w` must have shape ({self.dim},) for the {self.name} landscape, got "
+                f"{w.shape}. Pass a vector such as jnp.array({list(self.start)})."
+            )
+        return self.fn(w)
+
+    @property
+    def minima(self) -> tuple[CriticalPoint, ...]:
+        """The critical points that are minima."""
+        return tuple(c for c in self.critical_points if c.kind == "minimum")
+
+
+def quadratic(
+    eigenvalues: Sequence[float] | None = None,
+    *,
+    matrix: jax.typing.ArrayLike | None = None,
+    center: Sequence[float] | None = None,
+) -> Landscape:
+    r"""The quadratic :math:`L(w) = \tfrac12 (w - c)^\top H (w - c)`.
+
+    Give either the eigenvalues of a diagonal :math:`H` or the symmetric matrix itself.
+    Lecture 002's ill-conditioned bowl :math:`0.1 w_1^2 + 2 w_2^2` is
+    ``quadratic([0.2, 4.0])``. Gradient descent on it converges for
+    :math:`\alpha < 2/\lambda_{max}` (lecture 000).
+
+    Args:
+      eigenvalues: the diagonal of :math:`H`.
+      matrix: a symmetric :math:`H` (instead of ``eigenvalues``).
+      center: :math:`c`, the critical point (default 0).
+
+    Returns:
+      A :class:`Landscape` whose single critical point is classified from the signs
+      of the eigenvalues.
+    """
+    if (eigenvalues is None) == (matrix is None):
+        raise ValueError("Pass exactly one of `eigenvalues` or `matrix` to quadratic().")
+    h = np.diag(np.asarray(eigenvalues, float)) if matrix is None else np.asarray(matrix, float)
+    if h.ndim != 2 or h.shape[0] != h.shape[1] or not np.allclose(h, h.T):
+        raise ValueError(f"`matrix` must be a symmetric square matrix, got shape {h.shape}.")
+    dim = h.shape[0]
+    c = np.zeros(dim) if center is None else np.asarray(center, float)
+    if c.shape != (dim,):
+        raise ValueError(f"`center` must have length {dim}, got shape {c.shape}.")
+    lam = np.linalg.eigvalsh(h)
+    tol = 1e-12 * max(1.0, float(np.abs(lam).max()))
+    if np.any(np.abs(lam) <= tol):
+        kind = "degenerate"
+    elif np.all(lam > 0):
+        kind = "minimum"
+    elif np.all(lam < 0):
+        kind = "maximum"
+    else:
+        kind = "saddle"
+    h32, c32 = jnp.asarray(h, jnp.float32), jnp.asarray(c, jnp.float32)
+
+    def fn(w):
+        d = w - c32.astype(w.dtype)
+        return 0.5 * d @ (h32.astype(w.dtype) @ d)
+
+    start = tuple(float(x) for x in c + np.where(np.arange(dim) % 2 == 0, -3.0, 1.0))
+    bounds = tuple((float(x) - 4.0, float(x) + 4.0) for x in c)
+    return Landscape("quadratic", fn, dim, (CriticalPoint(tuple(c), 0.0, kind),), start, bounds)
+
+
+def rosenbrock(a: float = 1.0, b: float = 100.0) -> Landscape:
+    r"""Rosenbrock's valley :math:`(a - x)^2 + b (y - x^2)^2`; minimum 0 at :math:`(a, a^2)`.
+
+    At (1, 1) with the defaults the Hessian is [[802, -400], [-400, 200]], eigenvalues
+    1001.6006 and 0.39936 (condition number about 2508).
+    """
+
+    def fn(w):
+        x, y = w[0], w[1]
+        return (a - x) ** 2 + b * (y - x**2) ** 2
+
+    minimum = CriticalPoint((a, a * a), 0.0, "minimum")
+    return Landscape(
+        "rosenbrock", fn, 2, (minimum,), (-1.5, 2.0), ((-2.0, 2.0), (-1.0, 3.0)), True
+    )
+
+
+def beale() -> Landscape:
+    r"""Beale's function; global minimum 0 at (3, 0.5), a saddle at (0, 1) (value 14.203125).
+
+    :math:`(1.5 - x + xy)^2 + (2.25 - x + xy^2)^2 + (2.625 - x + xy^3)^2`.
+    """
+
+    def fn(w):
+        x, y = w[0], w[1]
+        return (
+            (1.5 - x + x * y) ** 2 + (2.25 - x + x * y**2) ** 2 + (2.625 - x + x * y**3) ** 2
+        )
+
+    points = (
+        CriticalPoint((3.0, 0.5), 0.0, "minimum"),
+        CriticalPoint((0.0, 1.0), 14.203125, "saddle"),
+    )
+    return Landscape("beale", fn, 2, points, (1.0, 1.5), ((-4.5, 4.5), (-4.5, 4.5)), True)
+
+
+_HIMMELBLAU_MINIMA = (
+    (3.0, 2.0),
+    (-2.805118086952745, 3.131312518250573),
+    (-3.779310253377747, -3.283185991286170),
+    (3.584428340330492, -1.848126526964404),
+)
+_HIMMELBLAU_MAXIMUM = (-0.270844590667, -0.923038556480)
+_HIMMELBLAU_SADDLES = (
+    (0.086677504555, 2.884254701175),
+    (-3.073025750764, -0.081353044288),
+    (3.385154183607, 0.073851879838),
+    (-0.127961346731, -1.953714980244),
+)
+
+
+def himmelblau() -> Landscape:
+    r"""Himmelblau's function :math:`(x^2 + y - 11)^2 + (x + y^2 - 7)^2`.
+
+    Four minima (value 0), one local maximum and four saddles.
+    """
+
+    def fn(w):
+        x, y = w[0], w[1]
+        return (x**2 + y - 11) ** 2 + (x + y**2 - 7) ** 2
+
+    def value(p):
+        x, y = p
+        return float((x**2 + y - 11) ** 2 + (x + y**2 - 7) ** 2)
+
+    points = (
+        *(CriticalPoint(p, 0.0, "minimum") for p in _HIMMELBLAU_MINIMA),
+        CriticalPoint(_HIMMELBLAU_MAXIMUM, value(_HIMMELBLAU_MAXIMUM), "maximum"),
+        *(CriticalPoint(p, value(p), "saddle") for p in _HIMMELBLAU_SADDLES),
+    )
+    return Landscape("himmelblau", fn, 2, points, (0.0, 0.0), ((-5.0, 5.0), (-5.0, 5.0)), True)
+
+
+def saddle() -> Landscape:
+    """The saddle :math:`x^2 - y^2`: Hessian diag(2, -2) at the origin (lecture 000)."""
+    return Landscape(
+        "saddle",
+        lambda w: w[0] ** 2 - w[1] ** 2,
+        2,
+        (CriticalPoint((0.0, 0.0), 0.0, "saddle"),),
+        (1.0, 1e-3),
+        ((-2.0, 2.0), (-2.0, 2.0)),
+    )
+
+
+def monkey_saddle() -> Landscape:
+    """The monkey saddle :math:`x^3 - 3xy^2`: zero Hessian at the origin, so degenerate."""
+    return Landscape(
+        "monkey_saddle",
+        lambda w: w[0] ** 3 - 3 * w[0] * w[1] ** 2,
+        2,
+        (CriticalPoint((0.0, 0.0), 0.0, "degenerate"),),
+        (0.5, 0.5),
+        ((-1.5, 1.5), (-1.5, 1.5)),
+    )
+
+
+def negative_bowl() -> Landscape:
+    """:math:`-(x^2 + y^2)`: a maximum at the origin."""
+    return Landscape(
+        "negative_bowl",
+        lambda w: -(w[0] ** 2 + w[1] ** 2),
+        2,
+        (CriticalPoint((0.0, 0.0), 0.0, "maximum"),),
+        (0.1, 0.1),
+        ((-2.0, 2.0), (-2.0, 2.0)),
+    )
+
+
+def two_layer_linear() -> Landscape:
+    r"""Lecture 001's 1-1-1 linear network :math:`L = (1 - w_1 w_2)^2`.
+
+    Its minima form the hyperbola :math:`w_1 w_2 = 1` (listed here at a few points, each
+    with a zero Hessian eigenvalue along the curve, so degenerate by the second-derivative
+    test although they are global minima); the origin is a saddle (Hessian [[0, -2],
+    [-2, 0]]).
+    """
+    points = (
+        CriticalPoint((0.0, 0.0), 1.0, "saddle"),
+        *(CriticalPoint((s, 1.0 / s), 0.0, "degenerate") for s in (1.0, 2.0, -0.5)),
+    )
+    return Landscape(
+        "two_layer_linear",
+        lambda w: (1 - w[0] * w[1]) ** 2,
+        2,
+        points,
+        (0.2, -1.5),
+        ((-2.5, 2.5), (-2.5, 2.5)),
+    )
+
+
+def lecture_quadratic() -> Landscape:
+    """Lecture 002's ill-conditioned bowl :math:`0.1 w_1^2 + 2 w_2^2` (= ``quadratic([0.2, 4])``)."""
+    q = quadratic([0.2, 4.0])
+    return dataclasses.replace(q, name="lecture_quadratic", start=(-3.0, 1.0))
+
+
+REGISTRY: dict[str, Callable[[], Landscape]] = {
+    "lecture_quadratic": lecture_quadratic,
+    "rosenbrock": rosenbrock,
+    "beale": beale,
+    "himmelblau": himmelblau,
+    "saddle": saddle,
+    "monkey_saddle": monkey_saddle,
+    "negative_bowl": negative_bowl,
+    "two_layer_linear": two_layer_linear,
+}
+"""Landscapes by name (no-argument constructors), for the command line and plots."""
+
+
+def get(name: str) -> Landscape:
+    """Returns the landscape called ``name`` (see :data:`REGISTRY`)."""
+    if name not in REGISTRY:
+        raise ValueError(f"`name` must be one of {sorted(REGISTRY)}, got {name!r}.")
+    return REGISTRY[name]()

@@ -1,0 +1,9 @@
+"""Test configuration: strict JAX, headless matplotlib."""
+
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
