@@ -4,6 +4,7 @@ Textbook update rules as optax gradient transformations, vmapped hyperparameter
 sweeps, and Hessian eigen-analysis.
 """
 
+from jaxopt_lab import landscapes as landscapes
 from jaxopt_lab import schedules as schedules
 from jaxopt_lab.optimizers import adadelta as adadelta
 from jaxopt_lab.optimizers import adagrad as adagrad
@@ -40,6 +41,7 @@ __all__ = [
     "adam",
     "averaged_params",
     "delta_bar_delta",
+    "landscapes",
     "momentum",
     "nesterov",
     "normalized_sgd",

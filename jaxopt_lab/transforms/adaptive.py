@@ -173,8 +173,8 @@ def scale_by_adam(
         count = safe_increment(state.count)
         if bias_correction:
             # integer powers, as optax does: pow(b, float(t)) rounds differently
-            c1 = 1 - jnp.power(jnp.asarray(b1, jnp.float32), count)
-            c2 = 1 - jnp.power(jnp.asarray(b2, jnp.float32), count)
+            c1 = 1 - jax.lax.pow(jnp.asarray(b1, jnp.float32), count)
+            c2 = 1 - jax.lax.pow(jnp.asarray(b2, jnp.float32), count)
 
             def step(m, v):
                 m_hat = m / cast_like(c1, m)
