@@ -246,7 +246,10 @@ def two_layer_linear() -> Landscape:
 
 
 def lecture_quadratic() -> Landscape:
-    """Lecture 002's ill-conditioned bowl :math:`0.1 w_1^2 + 2 w_2^2` (= ``quadratic([0.2, 4])``)."""
+    """Lecture 002's ill-conditioned bowl :math:`0.1 w_1^2 + 2 w_2^2`.
+
+    The same function as ``quadratic([0.2, 4.0])``, started at (-3, 1).
+    """
     q = quadratic([0.2, 4.0])
     return dataclasses.replace(q, name="lecture_quadratic", start=(-3.0, 1.0))
 

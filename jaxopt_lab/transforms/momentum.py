@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from jaxopt_lab._validation import check_unit_interval
