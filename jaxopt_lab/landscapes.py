@@ -126,9 +126,7 @@ def rosenbrock(a: float = 1.0, b: float = 100.0) -> Landscape:
         return (a - x) ** 2 + b * (y - x**2) ** 2
 
     minimum = CriticalPoint((a, a * a), 0.0, "minimum")
-    return Landscape(
-        "rosenbrock", fn, 2, (minimum,), (-1.5, 2.0), ((-2.0, 2.0), (-1.0, 3.0)), True
-    )
+    return Landscape("rosenbrock", fn, 2, (minimum,), (-1.5, 2.0), ((-2.0, 2.0), (-1.0, 3.0)), True)
 
 
 def beale() -> Landscape:
@@ -139,9 +137,7 @@ def beale() -> Landscape:
 
     def fn(w):
         x, y = w[0], w[1]
-        return (
-            (1.5 - x + x * y) ** 2 + (2.25 - x + x * y**2) ** 2 + (2.625 - x + x * y**3) ** 2
-        )
+        return (1.5 - x + x * y) ** 2 + (2.25 - x + x * y**2) ** 2 + (2.625 - x + x * y**3) ** 2
 
     points = (
         CriticalPoint((3.0, 0.5), 0.0, "minimum"),
