@@ -4,6 +4,7 @@ Textbook update rules as optax gradient transformations, vmapped hyperparameter
 sweeps, and Hessian eigen-analysis.
 """
 
+from jaxopt_lab import datasets as datasets
 from jaxopt_lab import landscapes as landscapes
 from jaxopt_lab import schedules as schedules
 from jaxopt_lab.optimizers import adadelta as adadelta
@@ -16,6 +17,10 @@ from jaxopt_lab.optimizers import normalized_sgd as normalized_sgd
 from jaxopt_lab.optimizers import rmsprop as rmsprop
 from jaxopt_lab.optimizers import sgd as sgd
 from jaxopt_lab.optimizers import sign_sgd as sign_sgd
+from jaxopt_lab.sweep import SweepResult as SweepResult
+from jaxopt_lab.sweep import sweep as sweep
+from jaxopt_lab.train import TrainResult as TrainResult
+from jaxopt_lab.train import train as train
 from jaxopt_lab.transforms._common import scale_by_learning_rate as scale_by_learning_rate
 from jaxopt_lab.transforms.adaptive import scale_by_adadelta as scale_by_adadelta
 from jaxopt_lab.transforms.adaptive import scale_by_adagrad as scale_by_adagrad
@@ -36,10 +41,13 @@ __version__ = "0.1.0"
 # --- subpackages (each line added by the issue that built it) ---
 
 __all__ = [
+    "SweepResult",
+    "TrainResult",
     "adadelta",
     "adagrad",
     "adam",
     "averaged_params",
+    "datasets",
     "delta_bar_delta",
     "landscapes",
     "momentum",
@@ -60,4 +68,6 @@ __all__ = [
     "schedules",
     "sgd",
     "sign_sgd",
+    "sweep",
+    "train",
 ]

@@ -1,0 +1,142 @@
+"""``SweepResult``: curves of every run, and tables over them."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+
+class SweepResult(NamedTuple):
+    """What :func:`jaxopt_lab.sweep` returns; runs are combination-major, seed-minor.
+
+    ``curves`` has the keys of :func:`jaxopt_lab.train`'s ``history`` (but ``step``),
+    each an array of shape ``(runs, rows)``; ``steps`` gives the step of each row.
+    """
+
+    hparams: dict[str, np.ndarray]  # name -> (runs,) hyperparameter value of each run
+    seeds: np.ndarray  # (runs,) seed of each run
+    steps: np.ndarray  # (rows,) step of each history row: 0, log_every, ..., steps
+    curves: dict[str, np.ndarray]  # metric -> (runs, rows)
+    params: Any  # final parameters, every leaf with a leading (runs,) axis
+    num_devices: int  # devices the runs were sharded over
+
+    @property
+    def num_runs(self) -> int:
+        return self.seeds.size
+
+    @property
+    def diverged(self) -> np.ndarray:
+        """bool (runs,): the run was frozen (non-finite, or above the divergence bound)."""
+        return self.curves["diverged"][:, -1]
+
+    @property
+    def nonfinite(self) -> np.ndarray:
+        """bool (runs,): the run was frozen by a non-finite value."""
+        return self.curves["nonfinite"][:, -1]
+
+    def select(self, **hparams: float) -> np.ndarray:
+        """Indices of the runs whose hyperparameters equal ``hparams`` (all seeds)."""
+        mask = np.ones(self.num_runs, bool)
+        for name, value in hparams.items():
+            if name not in self.hparams:
+                raise ValueError(
+                    f"`{name}` is not a hyperparameter of this sweep ({sorted(self.hparams)})."
+                )
+            mask &= np.isclose(self.hparams[name], value, rtol=1e-6, atol=0)
+        return np.flatnonzero(mask)
+
+    def table(self) -> dict[str, np.ndarray]:
+        """One row per run: hyperparameters, seed, final losses, best validation loss.
+
+        Columns: each hyperparameter, ``seed``, ``final_train_loss``, and with
+        ``eval_data`` ``final_val_loss``, ``best_val_loss`` and ``best_val_step`` (the
+        step at which it was reached); then ``diverged``.
+        """
+        out = dict(self.hparams)
+        out["seed"] = self.seeds
+        out["final_train_loss"] = self.curves["train_loss"][:, -1]
+        if "val_loss" in self.curves:
+            val = self.curves["val_loss"]
+            filled = np.where(np.isnan(val), np.inf, val)
+            best = np.argmin(filled, axis=1)
+            out["final_val_loss"] = val[:, -1]
+            out["best_val_loss"] = val[np.arange(self.num_runs), best]
+            out["best_val_step"] = self.steps[best]
+        out["diverged"] = self.diverged
+        return out
+
+    def best(self, metric: str | None = None) -> dict[str, Any]:
+        """The table row (plus its ``run`` index) with the lowest ``metric``.
+
+        Args:
+          metric: a table column; default ``best_val_loss`` with validation data,
+            else ``final_train_loss``. Diverged runs are never chosen.
+
+        Raises:
+          ValueError: every run diverged, or an unknown ``metric``.
+        """
+        table = self.table()
+        metric = metric or ("best_val_loss" if "best_val_loss" in table else "final_train_loss")
+        if metric not in table:
+            raise ValueError(
+                f"`metric` must be a column of the table ({list(table)}), got {metric!r}."
+            )
+        values = np.where(self.diverged, np.inf, np.asarray(table[metric], float))
+        if np.all(np.isinf(values)):
+            raise ValueError("every run diverged; lower the learning rates in the grid.")
+        run = int(np.argmin(values))
+        return {"run": run, **{k: v[run].item() for k, v in table.items()}}
+
+    def aggregate(self) -> dict[str, np.ndarray]:
+        """Mean and standard deviation over seeds, one row per hyperparameter combination.
+
+        Columns: each hyperparameter; ``<metric>_mean`` and ``<metric>_std`` (population
+        std, ``ddof=0``) for each loss column of :meth:`table`, over all seeds including
+        diverged ones; ``num_diverged``. With it, plot e.g. the final loss against the
+        learning rate, one line per momentum.
+        """
+        table = self.table()
+        num_seeds = np.unique(self.seeds).size
+        combos = self.num_runs // num_seeds
+
+        def grouped(a: np.ndarray) -> np.ndarray:
+            return np.asarray(a).reshape(combos, num_seeds)
+
+        out = {name: grouped(v)[:, 0] for name, v in self.hparams.items()}
+        for name in ("final_train_loss", "final_val_loss", "best_val_loss"):
+            if name in table:
+                out[name + "_mean"] = grouped(table[name]).mean(axis=1)
+                out[name + "_std"] = grouped(table[name]).std(axis=1)
+        out["num_diverged"] = grouped(self.diverged).sum(axis=1)
+        return out
+
+    def to_pandas(self):
+        """:meth:`table` as a ``pandas.DataFrame`` (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as e:
+            raise ImportError(
+                "`SweepResult.to_pandas` needs pandas: pip install pandas. "
+                "`table()` gives the same columns as NumPy arrays."
+            ) from e
+        return pd.DataFrame(self.table())
+
+    def format(self) -> str:
+        """:meth:`table` as aligned text."""
+        table = self.table()
+        cells = [list(table)]
+        for i in range(self.num_runs):
+            cells.append([_fmt(table[k][i]) for k in table])
+        widths = [max(len(row[j]) for row in cells) for j in range(len(cells[0]))]
+        return "\n".join(
+            "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells
+        )
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, np.bool_ | bool):
+        return str(bool(x))
+    if isinstance(x, np.integer | int):
+        return str(int(x))
+    return f"{float(x):.4g}"

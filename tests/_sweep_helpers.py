@@ -1,0 +1,124 @@
+"""Shared model and settings for the train/sweep tests, and their subprocess worker.
+
+Run as ``python tests/_sweep_helpers.py OUT CKPT`` with 4 host devices, it is the worker
+of the subprocess tests: it saves the reference sweep, sharded over the 4 devices, to
+``OUT`` (.npz); then it runs the same sweep with checkpoints in ``CKPT`` and kills its
+own process (SIGKILL) right after the first chunk of runs is saved.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+if __name__ == "__main__":  # the worker imports the package from the repository
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jaxopt_lab as jol
+
+HIDDEN = 16
+DIGITS = jol.datasets.digits()
+LEARNING_RATES = [0.3, 0.1, 0.03, 0.01]
+MOMENTA = [0.0, 0.9]
+
+
+def init_mlp(key: jax.Array) -> dict:
+    """A 64-16-10 tanh MLP."""
+    k1, k2 = jax.random.split(key)
+    return {
+        "w1": jax.random.normal(k1, (64, HIDDEN)) / 8.0,
+        "b1": jnp.zeros(HIDDEN),
+        "w2": jax.random.normal(k2, (HIDDEN, 10)) / 4.0,
+        "b2": jnp.zeros(10),
+    }
+
+
+def mlp_loss(params: dict, batch) -> jax.Array:
+    hidden = jnp.tanh(batch.x @ params["w1"] + params["b1"][None, :])
+    logits = hidden @ params["w2"] + params["b2"][None, :]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, batch.y).mean()
+
+
+def make_momentum(hparams) -> optax.GradientTransformation:
+    return jol.momentum(hparams["learning_rate"], hparams["momentum"])
+
+
+class ParamNorm:
+    """A callback: the parameter norm, and how many times it was evaluated."""
+
+    def __init__(self, every: int):
+        self.every = every
+
+    def init(self, params):
+        del params
+        return jnp.zeros([], jnp.int32)
+
+    def __call__(self, step, params, state):
+        del step
+        norm = optax.tree.norm(params)
+        return state + 1, {"param_norm": norm, "evaluations": state + 1}
+
+
+PARAM_NORM = ParamNorm(every=10)
+
+REFERENCE = {
+    "steps": 30,
+    "batch_size": 32,
+    "log_every": 10,
+    "eval_data": DIGITS.validation,
+    "callbacks": (PARAM_NORM,),
+    "max_parallel": 4,
+    "progress": False,
+}
+"""Settings of the reference sweep; tests that share them share its compiled program."""
+
+REFERENCE_GRID = {"learning_rate": LEARNING_RATES, "momentum": MOMENTA}
+
+
+def reference_sweep(grid=None, **kwargs) -> jol.SweepResult:
+    """4 learning rates x 2 momenta x 2 seeds: 16 runs in 4 chunks of 4."""
+    return jol.sweep(
+        mlp_loss,
+        init_mlp,
+        make_momentum,
+        grid or REFERENCE_GRID,
+        DIGITS.train,
+        seeds=2,
+        **{**REFERENCE, **kwargs},
+    )
+
+
+def save_result(path: str, result: jol.SweepResult) -> None:
+    arrays = {"curve_" + k: v for k, v in result.curves.items()}
+    arrays.update({"param_" + k: v for k, v in result.params.items()})
+    np.savez(path, num_devices=result.num_devices, **arrays)
+
+
+def _main(out: str, checkpoint_dir: str) -> None:
+    assert jax.device_count() == 4, jax.devices()
+    save_result(out, reference_sweep())
+
+    from jaxopt_lab.train import _checkpoint
+
+    save = _checkpoint.save_arrays
+
+    def save_then_die(path, arrays):
+        save(path, arrays)
+        if path.name.startswith("runs_"):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    _checkpoint.save_arrays = save_then_die
+    reference_sweep(checkpoint_dir=checkpoint_dir)
+    raise SystemExit("not killed")  # the sweep should never get here
+
+
+if __name__ == "__main__":
+    import _sweep_helpers  # the functions under their importable names (for checkpoints)
+
+    _sweep_helpers._main(*sys.argv[1:])
