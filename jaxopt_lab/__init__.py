@@ -4,6 +4,7 @@ Textbook update rules as optax gradient transformations, vmapped hyperparameter
 sweeps, and Hessian eigen-analysis.
 """
 
+from jaxopt_lab import curvature as curvature
 from jaxopt_lab import datasets as datasets
 from jaxopt_lab import landscapes as landscapes
 from jaxopt_lab import schedules as schedules
@@ -33,6 +34,8 @@ from jaxopt_lab.transforms.delta_bar_delta import (
 )
 from jaxopt_lab.transforms.momentum import scale_by_ema as scale_by_ema
 from jaxopt_lab.transforms.momentum import scale_by_trace as scale_by_trace
+from jaxopt_lab.transforms.newton import newton as newton
+from jaxopt_lab.transforms.newton import scale_by_newton as scale_by_newton
 from jaxopt_lab.transforms.normalized import scale_by_global_norm as scale_by_global_norm
 from jaxopt_lab.transforms.normalized import scale_by_sign as scale_by_sign
 
@@ -47,11 +50,13 @@ __all__ = [
     "adagrad",
     "adam",
     "averaged_params",
+    "curvature",
     "datasets",
     "delta_bar_delta",
     "landscapes",
     "momentum",
     "nesterov",
+    "newton",
     "normalized_sgd",
     "polyak_averaging",
     "rmsprop",
@@ -62,6 +67,7 @@ __all__ = [
     "scale_by_ema",
     "scale_by_global_norm",
     "scale_by_learning_rate",
+    "scale_by_newton",
     "scale_by_rms",
     "scale_by_sign",
     "scale_by_trace",

@@ -1,0 +1,163 @@
+r"""Newton's method, and saddle-free Newton, as optax transformations.
+
+Newton's method (lecture 004) rescales the gradient by the inverse Hessian,
+:math:`x' = x - H(x)^{-1} \nabla f(x)`, which undoes ill-conditioning: on a quadratic it lands
+on the critical point in one step. That critical point can be a saddle: "Newton methods jump
+at critical points and might get stuck at saddle points" (lecture 003). Saddle-free Newton
+(Dauphin et al., 2014) uses :math:`|H| = Q|\Lambda|Q^\top` instead, so directions of negative
+curvature are descended rather than climbed and saddles repel.
+
+The Hessian comes from the loss, passed to ``update`` as the extra argument ``value_fn``
+(as for optax's line searches): ``tx.update(grads, state, params, value_fn=loss)``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.flatten_util import ravel_pytree
+from matfree import decomp, funm
+
+from jaxopt_lab._types import ScalarOrSchedule
+from jaxopt_lab._validation import check_choice, check_nonnegative
+from jaxopt_lab.transforms._common import scale_by_learning_rate
+
+_METHODS = ("auto", "dense", "cg")
+
+
+def _positive_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+
+
+def scale_by_newton(
+    damping: jax.typing.ArrayLike = 0.0,
+    *,
+    saddle_free: bool = False,
+    method: str = "auto",
+    max_dense: int = 1000,
+    cg_tol: float = 1e-5,
+    cg_maxiter: int = 100,
+    krylov_depth: int = 50,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Replaces the gradient :math:`g` by :math:`(H + \delta I)^{-1} g` (or with :math:`|H|`).
+
+    * dense (D <= ``max_dense`` with ``method="auto"``): :math:`H` by ``jax.hessian`` of
+      ``value_fn``, then a linear solve, or with ``saddle_free`` an ``eigh``
+      :math:`H = Q\Lambda Q^\top` and :math:`Q (|\Lambda| + \delta)^{-1} Q^\top g`.
+    * ``"cg"``: conjugate gradients on Hessian-vector products (forward-over-reverse),
+      at most ``cg_maxiter`` products; CG assumes :math:`H + \delta I` positive definite, so
+      use ``damping`` away from minima. With ``saddle_free``,
+      :math:`(|H| + \delta I)^{-1} g` by a ``krylov_depth``-step Lanczos matrix-function
+      product (``matfree.funm.funm_lanczos_sym``).
+
+    A singular system (e.g. plain Newton with ``damping=0`` where H is singular) gives
+    non-finite updates, which a training loop records as divergence; nothing is raised.
+
+    Args:
+      damping: :math:`\delta \ge 0`, added to the Hessian (Levenberg-style). May be traced.
+      saddle_free: use :math:`|H|` (absolute eigenvalues). Static.
+      method: ``"auto"``, ``"dense"`` or ``"cg"``. Static.
+      max_dense: largest D that ``"auto"`` solves densely.
+      cg_tol: relative residual tolerance of CG.
+      cg_maxiter: CG iterations at most.
+      krylov_depth: Lanczos steps for saddle-free Newton on the matrix-free path.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs ``params`` and
+      ``value_fn`` (``params -> scalar loss``).
+    """
+    check_nonnegative("damping", damping)
+    check_choice("method", method, _METHODS)
+    for name, value in (
+        ("max_dense", max_dense),
+        ("cg_maxiter", cg_maxiter),
+        ("krylov_depth", krylov_depth),
+    ):
+        _positive_int(name, value)
+
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None, *, value_fn=None, **extra_args):
+        del extra_args
+        if params is None or value_fn is None:
+            raise ValueError(
+                "Newton needs the loss: call `update(grads, state, params, value_fn=loss_fn)` "
+                "with `params` and `value_fn` (params -> scalar loss)."
+            )
+        g, unravel = ravel_pytree(updates)
+        x, unravel_params = ravel_pytree(params)
+        g = g.astype(x.dtype)
+        delta = jnp.asarray(damping, x.dtype)
+        f = lambda z: value_fn(unravel_params(z))
+        dense = method == "dense" or (method == "auto" and x.size <= max_dense)
+        if dense:
+            h = jax.hessian(f)(x)
+            h = 0.5 * (h + h.T)
+            if saddle_free:
+                lam, q = jnp.linalg.eigh(h)
+                step = q @ ((q.T @ g) / (jnp.abs(lam) + delta))
+            else:
+                step = jnp.linalg.solve(h + delta * jnp.eye(x.size, dtype=x.dtype), g)
+        else:
+            hvp = lambda v: jax.jvp(jax.grad(f), (x,), (v,))[1]
+            if saddle_free:
+                depth = min(krylov_depth, x.size)
+                inv_abs = funm.dense_funm_sym_eigh(lambda t: 1.0 / (jnp.abs(t) + delta))
+                apply = funm.funm_lanczos_sym(inv_abs, decomp.tridiag_sym(depth))
+                norm = jnp.linalg.norm(g)
+                safe_g = jnp.where(norm > 0, g, jnp.ones_like(g))
+                step = jnp.where(norm > 0, apply(hvp, safe_g), jnp.zeros_like(g))
+            else:
+                step, _ = jax.scipy.sparse.linalg.cg(
+                    lambda v: hvp(v) + delta * v, g, tol=cg_tol, maxiter=cg_maxiter
+                )
+        updates = jax.tree.map(
+            lambda s, u: s.astype(u.dtype), unravel(step.astype(g.dtype)), updates
+        )
+        return updates, state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def newton(
+    learning_rate: ScalarOrSchedule = 1.0,
+    damping: jax.typing.ArrayLike = 0.0,
+    saddle_free: bool = False,
+    **kwargs,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Newton's method, :math:`\theta \leftarrow \theta - \alpha (H + \delta I)^{-1}\nabla L`.
+
+    Lecture 004: :math:`x' = x - H(x)^{-1}\nabla_x f(x)`.
+
+    ``chain(scale_by_newton(damping, saddle_free=...), scale_by_learning_rate(lr))``; with
+    ``saddle_free=True`` the Hessian is replaced by :math:`|H|`, so saddles repel (lecture
+    003: plain Newton is attracted to them). Pass the loss to every update:
+    ``tx.update(grads, state, params, value_fn=loss_fn)``.
+
+    Args:
+      learning_rate: :math:`\alpha`, a scalar or schedule (1.0 is the pure Newton step).
+      damping: :math:`\delta \ge 0`.
+      saddle_free: use :math:`|H|`.
+      **kwargs: ``method``, ``max_dense``, ``cg_tol``, ``cg_maxiter``, ``krylov_depth`` of
+        :func:`scale_by_newton`.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> import jaxopt_lab as jol
+      >>> loss = lambda w: 0.5 * w @ jnp.diag(jnp.array([1.0, 100.0])) @ w - w.sum()
+      >>> w = jnp.zeros(2); tx = jol.newton()
+      >>> u, _ = tx.update(jax.grad(loss)(w), tx.init(w), w, value_fn=loss)
+      >>> optax.apply_updates(w, u).tolist()  # the minimiser A^{-1} b in one step
+      [1.0, 0.009999999776482582]
+    """
+    return optax.chain(
+        scale_by_newton(damping, saddle_free=saddle_free, **kwargs),
+        scale_by_learning_rate(learning_rate),
+    )
