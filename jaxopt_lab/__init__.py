@@ -42,6 +42,8 @@ from jaxopt_lab.transforms.normalized import scale_by_sign as scale_by_sign
 __version__ = "0.1.0"
 
 # --- subpackages (each line added by the issue that built it) ---
+from jaxopt_lab import diagnostics as diagnostics  # issue 5
+from jaxopt_lab import plot as plot  # issue 5
 
 __all__ = [
     "SweepResult",
@@ -53,11 +55,13 @@ __all__ = [
     "curvature",
     "datasets",
     "delta_bar_delta",
+    "diagnostics",
     "landscapes",
     "momentum",
     "nesterov",
     "newton",
     "normalized_sgd",
+    "plot",
     "polyak_averaging",
     "rmsprop",
     "scale_by_adadelta",
