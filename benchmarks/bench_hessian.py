@@ -1,14 +1,17 @@
 """Hessian eigenvalues: jaxopt_lab vs PyHessian, dense path vs raw jax, a 1M-parameter MLP.
 
 Run: ``python benchmarks/bench_hessian.py`` (needs the ``bench`` extra: torch, pyhessian,
-psutil). Everything is measured in this one process run, on the same weights and data:
+hessian-eigenthings, psutil). Everything is measured in this one process run, on the same
+weights and data:
 
 1. MLP 64-256-256-10 (tanh, 85,002 parameters) on all 1797 digits, mean cross-entropy,
    built once in JAX and once in torch. Top-1 and top-5 Hessian eigenvalues from
    ``jol.curvature.eigenvalues`` (Lanczos) and from PyHessian (power iteration with
    deflation, its defaults maxIter=100, tol=1e-3), each against a tightly converged
    float64 Lanczos reference. Also: matfree's fixed-depth ``tridiag_sym`` grown by
-   doubling (the alternative engine), and our power iteration (PyHessian's algorithm).
+   doubling (the alternative engine), our power iteration (PyHessian's algorithm), and
+   hessian-eigenthings' Lanczos (``which="LA"``, its defaults: 2k iterations, tol 1e-4;
+   and with 20 iterations, the Krylov size ours ends with for top-5).
 2. The dense path (``dense_hessian`` + ``eigh``) vs raw ``jax.hessian`` + ``eigh`` at
    about 2k parameters.
 3. lambda_max of a 64-1024-1024-10 MLP (1,126,410 parameters) on digits, in a
@@ -230,6 +233,18 @@ def section_pyhessian_comparison(x, y):
     def run_ours(k):
         return jax.block_until_ready(curvature.eigenvalues(loss, params, data, k=k))
 
+    # hessian-eigenthings (1.0 API): Lanczos on its HessianOperator over the whole data.
+    try:
+        import hessian_eigenthings as he
+    except ImportError:
+        he = None
+        print("hessian-eigenthings not installed: skipped (pip install -e '.[bench]')")
+
+    def run_eigenthings(k, seed, max_iter=None):
+        op = he.HessianOperator(model, [tdata], he.supervised_loss(criterion))
+        res = he.lanczos(op, k=k, which="LA", seed=seed, max_iter=max_iter)  # its tol 1e-4
+        return res.eigenvalues.detach().numpy().astype(np.float64), res.iterations
+
     # Interleaved, so that both see the same load on this shared machine; fastest of REPEATS.
     compile_time = {}
     for k in (1, 5):
@@ -244,6 +259,17 @@ def section_pyhessian_comparison(x, y):
             for name, fn in (
                 ("ours", lambda k=k: run_ours(k)),
                 ("pyhessian", lambda k=k, rep=rep: run_pyhessian(k, rep + 1)),
+                *(
+                    (
+                        ("eigenthings", lambda k=k, rep=rep: run_eigenthings(k, rep + 1)),
+                        (
+                            "eigenthings-20",
+                            lambda k=k, rep=rep: run_eigenthings(k, rep + 1, max_iter=20),
+                        ),
+                    )
+                    if he is not None
+                    else ()
+                ),
             ):
                 t = time.perf_counter()
                 out = fn()
@@ -267,10 +293,28 @@ def section_pyhessian_comparison(x, y):
             f"{err_as_returned.max():.1e} as returned ({err_sorted.max():.1e} sorted)  "
             f"values {fmt(values)}"
         )
+        for name, label in (
+            ("eigenthings", "eigenthings defaults"),
+            ("eigenthings-20", "eigenthings 20 iter"),
+        ):
+            if (name, k) not in results:
+                continue
+            values, count = results[name, k]
+            err = rel_err(values, ref_values[:k])
+            print(
+                f"{label} top-{k}: {best[name, k]:6.3f} s, {count:3d} HVPs, "
+                f"max rel err {err.max():.1e}  values {fmt(values)}"
+            )
     for k in (1, 5):
         ratio = best["ours", k] / best["pyhessian", k]
         target = "  (target <= 0.5)" if k == 5 else ""
         print(f"time ratio ours / PyHessian, top-{k}: {ratio:.2f}{target}")
+        if ("eigenthings", k) in best:
+            print(
+                f"time ratio ours / hessian-eigenthings, top-{k}: "
+                f"{best['ours', k] / best['eigenthings', k]:.2f} (its defaults), "
+                f"{best['ours', k] / best['eigenthings-20', k]:.2f} (20 iterations)"
+            )
 
 
 def section_dense(x, y):
