@@ -18,9 +18,12 @@ them with ``fig.savefig(path)``, or display them in a notebook.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
@@ -28,16 +31,19 @@ from matplotlib.figure import Figure
 from jaxopt_lab.landscapes import Landscape
 
 
-def _landscape_grid(landscape: Landscape, resolution: int):
-    import jax
-    import jax.numpy as jnp
+@functools.partial(jax.jit, static_argnums=0)
+def _values(fn, pts: jax.Array) -> jax.Array:
+    """``fn`` at every row of ``pts``; compiled once per function and grid size."""
+    return jax.vmap(fn)(pts)
 
+
+def _landscape_grid(landscape: Landscape, resolution: int):
     (x0, x1), (y0, y1) = landscape.bounds
     xs = np.linspace(x0, x1, resolution)
     ys = np.linspace(y0, y1, resolution)
     xx, yy = np.meshgrid(xs, ys)
     pts = jnp.asarray(np.stack([xx.ravel(), yy.ravel()], axis=1), jnp.float32)
-    zz = np.asarray(jax.jit(jax.vmap(landscape.fn))(pts)).reshape(xx.shape)
+    zz = np.asarray(_values(landscape.fn, pts)).reshape(xx.shape)
     return xx, yy, zz
 
 

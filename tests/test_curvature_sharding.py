@@ -20,3 +20,7 @@ def test_sharded_over_four_devices_matches_one_device():
     assert out["devices"] == 4
     for name in ("hvp_10", "loss_10", "grad_10"):
         assert out[name] < 1e-4, (name, out)
+    assert out["sweep_sharpness"] < 1e-5, out
+    assert (
+        abs(out["sweep_sharpness_value"] - out["exact_lambda_max"]) < 1e-3 * out["exact_lambda_max"]
+    ), out

@@ -68,6 +68,14 @@ def test_check_grad_names_the_leaf_with_a_planted_wrong_gradient():
         dg.check_grad(planted, params, x, y, throw=True)
 
 
+def test_check_grad_fails_when_finite_differences_are_not_finite():
+    # NaN just to the right of w[0] = 1: the difference is NaN, which must not pass
+    f = lambda p: jnp.where(p["w"][0] > 1.0 + 1e-9, jnp.nan, jnp.sum(p["w"] ** 2))
+    result = dg.check_grad(f, {"w": jnp.array([1.0, 2.0])}, eps=1e-3)
+    assert not result.passed
+    assert result.failed == ("['w']",)
+
+
 def test_check_grad_float64_is_tighter_and_checks_a_given_grad_fn():
     with jax.enable_x64(True):
         params, x, y = _mlp_problem()

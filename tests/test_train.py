@@ -155,6 +155,22 @@ def test_divergence_factor_freezes_a_growing_run():
     assert not result.history["nonfinite"].any()
 
 
+def test_divergence_factor_bounds_the_size_of_a_negative_initial_loss():
+    # w^2 - 4 starts at -3 and descends to -4: never diverged, although -3 > 10 * -3
+    result = jol.train(
+        lambda p, b: p["w"] ** 2 - 4.0 + 0.0 * jnp.sum(b["z"]),
+        {"w": jnp.ones(())},
+        optax.sgd(0.1),
+        DUMMY,
+        steps=10,
+        key=None,
+        divergence_factor=10.0,
+        progress=False,
+    )
+    assert not result.history["diverged"].any()
+    np.testing.assert_allclose(result.params["w"], 0.8**10, rtol=1e-5)
+
+
 def test_schedule_and_callbacks_in_history():
     schedule = optax.linear_schedule(0.1, 0.01, 10)
     kwargs = {"steps": 10, "key": None, "progress": False}

@@ -87,8 +87,3 @@ def _dense_jit(loss, pure, extra, args):
     flat, unravel = ravel_pytree(pure)
     h = jax.hessian(lambda x: loss(unravel(x), extra, args))(flat)
     return 0.5 * (h + h.T)
-
-
-def dense_eigh(matrix: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Ascending eigenvalues and orthonormal eigenvectors (columns) of a symmetric matrix."""
-    return jnp.linalg.eigh(matrix)

@@ -27,6 +27,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from jaxopt_lab._types import Params
+from jaxopt_lab.train._checks import leading_axis
 
 _AXIS = "data"
 
@@ -93,14 +94,8 @@ def functional_loss(
 
 
 def num_examples(data: Any) -> int:
-    """Length of the leading axis shared by every leaf of ``data``."""
-    sizes = {int(np.shape(x)[0]) for x in jax.tree.leaves(data)}
-    if len(sizes) != 1:
-        raise ValueError(
-            f"`data` must be a pytree of arrays sharing one leading (example) axis, got leading "
-            f"sizes {sorted(sizes)}. Pass e.g. `(x, y)` with x.shape[0] == y.shape[0]."
-        )
-    return sizes.pop()
+    """Length of the leading axis shared by every leaf of ``data`` (``ValueError`` else)."""
+    return leading_axis("data", data)
 
 
 def _weighted_sum(fn: Callable[[Any], Any], data: Any, batch_size: int | None) -> Any:
@@ -335,7 +330,6 @@ def as_operator(
     params: Any,
     data: Any,
     batch_size: int | None,
-    name: str = "params",
 ) -> HessianOperator:
     """An operator from either an operator or ``(loss_fn, params, data, batch_size)``."""
     if isinstance(loss_fn_or_op, HessianOperator):
@@ -346,5 +340,5 @@ def as_operator(
             )
         return loss_fn_or_op
     if params is None:
-        raise ValueError(f"`{name}` is required when the first argument is a loss function.")
+        raise ValueError("`params` is required when the first argument is a loss function.")
     return hvp_operator(loss_fn_or_op, params, data, batch_size=batch_size)

@@ -51,7 +51,15 @@ class SharpnessCallback:
     def __call__(
         self, step: jax.Array, params: Params, state: SharpnessState
     ) -> tuple[SharpnessState, dict[str, jax.Array]]:
-        op = hvp_operator(self.loss_fn, params, self.data, batch_size=self.batch_size)
+        # One device: the training loop owns the placement (a sweep already runs this under
+        # `shard_map` over its runs, where a nested data mesh fails to trace).
+        op = hvp_operator(
+            self.loss_fn,
+            params,
+            self.data,
+            batch_size=self.batch_size,
+            devices=jax.local_devices()[:1],
+        )
         eig = eigenvalues(
             op,
             k=1,

@@ -82,7 +82,8 @@ class SweepResult(NamedTuple):
             raise ValueError(
                 f"`metric` must be a column of the table ({list(table)}), got {metric!r}."
             )
-        values = np.where(self.diverged, np.inf, np.asarray(table[metric], float))
+        values = np.asarray(table[metric], float)
+        values = np.where(self.diverged | np.isnan(values), np.inf, values)  # NaN: never best
         if np.all(np.isinf(values)):
             raise ValueError("every run diverged; lower the learning rates in the grid.")
         run = int(np.argmin(values))

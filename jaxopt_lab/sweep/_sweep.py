@@ -113,7 +113,8 @@ def sweep(
     ``max_parallel`` the results are bitwise identical for any number of devices.
 
     A diverged run (a non-finite value, or a monitoring loss above ``divergence_factor``
-    times its initial value) is frozen and flagged; the other runs are unaffected.
+    times the magnitude of its initial value) is frozen and flagged; the other runs are
+    unaffected.
 
     Args:
       loss_fn: ``loss_fn(params, batch) -> scalar``.
@@ -130,7 +131,7 @@ def sweep(
       log_every: one history row every ``log_every`` steps; must divide ``steps``.
       callbacks: :class:`jaxopt_lab.train.Callback` s, evaluated in every run.
       monitor_size: examples in the fixed monitoring subset for ``train_loss``.
-      divergence_factor: the bound on ``train_loss / initial train_loss`` (``None``:
+      divergence_factor: the bound on ``train_loss / |initial train_loss|`` (``None``:
         only non-finite values count as divergence).
       max_parallel: the most runs one device trains at once (a memory bound). The
         default, ``ceil(runs / devices)``, gives every device one chunk; pass it

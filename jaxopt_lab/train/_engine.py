@@ -8,7 +8,7 @@ Step ``t`` (``0 <= t <= steps``, counted before update ``t``) does, in order:
 
 1. if ``t % log_every == 0``: evaluate the loss at :math:`\\theta_t` on the monitoring
    subset (and on ``eval_data``); a non-finite value, or one above
-   ``divergence_factor`` times the initial one, freezes the run;
+   ``divergence_factor`` times the magnitude of the initial one, freezes the run;
 2. each callback with ``t % every == 0``;
 3. if ``t < steps``: gradient on minibatch ``t``, update, and freeze the run instead if
    anything came out non-finite.
@@ -51,7 +51,7 @@ class Spec(NamedTuple):
     batch_size: int | None  # None: full batch
     log_every: int  # one history row every `log_every` steps; divides `steps`
     chunk_size: int  # steps per compiled call; a multiple of `log_every`
-    divergence_factor: float | None  # freeze when train loss > factor * initial loss
+    divergence_factor: float | None  # freeze when train loss > factor * |initial loss|
     callbacks: tuple  # Callback objects (see _callbacks.Callback)
     schedule: Callable | None  # learning-rate schedule to log, evaluated at t
 
@@ -238,7 +238,10 @@ def _step(loss_fn, optimizer, spec, data, monitor, eval_data):
         nonfinite = logged & ~jnp.isfinite(row["train_loss"])
         bad = nonfinite
         if factor is not None:
-            bad = bad | (logged & (row["train_loss"] > factor * state.initial_loss))
+            # The bound scales with the size of the initial loss, so a loss that starts
+            # negative (a landscape, a log-likelihood) is not flagged for being above it.
+            bound = factor * jnp.abs(state.initial_loss)
+            bad = bad | (logged & (row["train_loss"] > bound))
         state = state._replace(
             nonfinite=state.nonfinite | (nonfinite & ~state.diverged),
             diverged=state.diverged | bad,

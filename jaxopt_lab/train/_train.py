@@ -111,9 +111,9 @@ def train(
     - one entry per callback metric (NaN where the callback was not evaluated).
 
     A run that produces inf or NaN (loss, gradient, parameters or optimizer state), or
-    whose ``train_loss`` exceeds ``divergence_factor`` times its initial value, stops
-    changing: its state stays at the last finite values and it is flagged. Nothing is
-    raised inside compiled code.
+    whose ``train_loss`` exceeds ``divergence_factor`` times the magnitude of its initial
+    value, stops changing: its state stays at the last finite values and it is flagged.
+    Nothing is raised inside compiled code.
 
     Minibatches (``batch_size`` given) are drawn without replacement, reshuffled every
     epoch from ``key`` (see :func:`jaxopt_lab.train.minibatch_indices`); the same key
@@ -132,8 +132,8 @@ def train(
       callbacks: :class:`Callback` s evaluated every ``callback.every`` steps.
       schedule: the learning-rate schedule inside ``optimizer``, to log it.
       monitor_size: examples in the monitoring subset for ``train_loss``.
-      divergence_factor: freeze the run when ``train_loss`` exceeds this many times its
-        initial value (``None``: only non-finite values freeze it).
+      divergence_factor: freeze the run when ``train_loss`` exceeds this many times the
+        magnitude of its initial value (``None``: only non-finite values freeze it).
       chunk_size: steps per compiled call, rounded up to a multiple of ``log_every``
         (default: about ``steps / 20``).
       progress: show a tqdm progress bar.
