@@ -43,6 +43,22 @@ def test_saddle_free_moves_away_from_the_saddle_where_newton_jumps_onto_it():
         assert f(free) < f(start) < f(plain) + 1.0
 
 
+def test_saddle_free_matrix_free_survives_a_lanczos_breakdown():
+    # H = 2 I: the Krylov space is invariant after one step (matfree's funm gave NaN here)
+    f = lambda w: jnp.sum(w**2)
+    w = jnp.arange(1.0, 11.0)
+    new = _step(newton(saddle_free=True, method="cg", krylov_depth=5), f, w)
+    np.testing.assert_allclose(new, jnp.zeros(10), atol=1e-5)
+    # an indefinite diagonal H, full depth: the matrix-free step equals the dense one
+    h = jnp.array([1.0, -2.0, 3.0, 0.5, -1.0, 4.0])
+    g = lambda w: 0.5 * jnp.sum(h * w**2) + jnp.sum(w)
+    w = jnp.full(6, 0.3)
+    dense = _step(newton(saddle_free=True, method="dense"), g, w)
+    free = _step(newton(saddle_free=True, method="cg", krylov_depth=6), g, w)
+    np.testing.assert_allclose(free, dense, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dense - w, -(h * w + 1) / jnp.abs(h), rtol=1e-5)
+
+
 def test_damping_and_learning_rate():
     f = lambda w: 0.5 * jnp.sum(jnp.array([1.0, 4.0]) * w**2)
     w = jnp.array([1.0, 1.0])

@@ -42,6 +42,7 @@ class LanczosResult(NamedTuple):
     num_matvecs: jax.Array  # int32 scalar: Lanczos steps taken = products with H
     alpha: jax.Array  # (m,) diagonal of T (entries past num_matvecs are 0)
     beta: jax.Array  # (m,) off-diagonal of T; beta[i] couples vectors i and i + 1
+    basis: jax.Array  # (m, D) the Lanczos vectors, one per row (rows past num_matvecs are 0)
 
 
 class _State(NamedTuple):
@@ -202,6 +203,7 @@ def lanczos(
         num_matvecs=st.steps,
         alpha=st.alpha,
         beta=st.beta,
+        basis=st.basis[:-1],
     )
 
 

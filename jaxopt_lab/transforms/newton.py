@@ -17,10 +17,10 @@ import jax
 import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
-from matfree import decomp, funm
 
 from jaxopt_lab._types import ScalarOrSchedule
 from jaxopt_lab._validation import check_choice, check_nonnegative
+from jaxopt_lab.curvature._lanczos import lanczos, tridiagonal
 from jaxopt_lab.transforms._common import scale_by_learning_rate
 
 _METHODS = ("auto", "dense", "cg")
@@ -29,6 +29,35 @@ _METHODS = ("auto", "dense", "cg")
 def _positive_int(name: str, value: object) -> None:
     if not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+
+
+def _abs_inverse_lanczos(hvp, g: jax.Array, delta: jax.Array, depth: int) -> jax.Array:
+    r""":math:`(|H| + \delta I)^{-1} g \approx \|g\| Q f(T) e_1` from ``depth`` Lanczos steps.
+
+    The Lanczos loop of :mod:`jaxopt_lab.curvature` (full reorthogonalisation; on a
+    breakdown, where the Krylov space is invariant, :math:`T` splits into blocks and the
+    result is exact) rather than matfree's ``funm_lanczos_sym``, which returns NaN on a
+    breakdown (e.g. :math:`H = 2I`).
+    """
+    norm = jnp.linalg.norm(g)
+    safe_g = jnp.where(norm > 0, g, jnp.ones_like(g))
+    res = lanczos(
+        hvp,
+        safe_g,
+        k=1,
+        which="largest",
+        tol=0.0,
+        max_steps=depth,
+        min_steps=depth,
+        check_every=depth,
+        key=jax.random.key(0),
+    )
+    diag, off = tridiagonal(res.alpha, res.beta, res.num_matvecs)
+    t = jnp.diag(diag) + jnp.diag(off, 1) + jnp.diag(off, -1)
+    theta, s = jnp.linalg.eigh(t)
+    coeffs = s @ (s[0] / (jnp.abs(theta) + delta))  # f(T) e_1
+    step = jnp.linalg.norm(safe_g) * (coeffs @ res.basis)
+    return jnp.where(norm > 0, step, jnp.zeros_like(g))
 
 
 def scale_by_newton(
@@ -50,7 +79,7 @@ def scale_by_newton(
       at most ``cg_maxiter`` products; CG assumes :math:`H + \delta I` positive definite, so
       use ``damping`` away from minima. With ``saddle_free``,
       :math:`(|H| + \delta I)^{-1} g` by a ``krylov_depth``-step Lanczos matrix-function
-      product (``matfree.funm.funm_lanczos_sym``).
+      product, :math:`\|g\| Q f(T) e_1` (exact when the Krylov space becomes invariant).
 
     A singular system (e.g. plain Newton with ``damping=0`` where H is singular) gives
     non-finite updates, which a training loop records as divergence; nothing is raised.
@@ -105,12 +134,7 @@ def scale_by_newton(
         else:
             hvp = lambda v: jax.jvp(jax.grad(f), (x,), (v,))[1]
             if saddle_free:
-                depth = min(krylov_depth, x.size)
-                inv_abs = funm.dense_funm_sym_eigh(lambda t: 1.0 / (jnp.abs(t) + delta))
-                apply = funm.funm_lanczos_sym(inv_abs, decomp.tridiag_sym(depth))
-                norm = jnp.linalg.norm(g)
-                safe_g = jnp.where(norm > 0, g, jnp.ones_like(g))
-                step = jnp.where(norm > 0, apply(hvp, safe_g), jnp.zeros_like(g))
+                step = _abs_inverse_lanczos(hvp, g, delta, min(krylov_depth, x.size))
             else:
                 step, _ = jax.scipy.sparse.linalg.cg(
                     lambda v: hvp(v) + delta * v, g, tol=cg_tol, maxiter=cg_maxiter
