@@ -74,3 +74,38 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         options = ", ".join(repr(c) for c in choices)
         raise ValueError(f"`{name}` must be one of {options}, got {value!r}.")
+
+
+def positive_int(name: str, value: Any, fix: str = "") -> int:
+    """``value`` as an ``int >= 1``; else ``ValueError`` naming ``name`` (and ``fix``)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}. {fix}".rstrip())
+    return int(value)
+
+
+def leading_axis(name: str, tree: Any) -> int:
+    """The shared leading-axis length of the arrays in ``tree``."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        raise ValueError(f"`{name}` must be a pytree of arrays, got {tree!r} (no arrays).")
+    sizes = set()
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        shape = np.shape(leaf)
+        if not shape:
+            raise ValueError(
+                f"`{name}` holds a scalar at {jax.tree_util.keystr(path)}; every array "
+                "needs a leading example axis."
+            )
+        sizes.add(shape[0])
+    if len(sizes) != 1:
+        shapes = {
+            jax.tree_util.keystr(p): np.shape(x)
+            for p, x in jax.tree_util.tree_leaves_with_path(tree)
+        }
+        raise ValueError(
+            f"`{name}`: arrays must share their leading (example) axis, got shapes {shapes}."
+        )
+    n = sizes.pop()
+    if n < 1:
+        raise ValueError(f"`{name}` is empty (leading axis of length 0).")
+    return n

@@ -12,7 +12,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab._types import Params
-from jaxopt_lab._validation import check_choice
+from jaxopt_lab._validation import check_choice, positive_int
 from jaxopt_lab.curvature._lanczos import WHICH, check_k, default_max_matvecs, lanczos
 from jaxopt_lab.curvature._operator import HessianOperator, as_operator
 
@@ -114,8 +114,7 @@ def eigenvalues(
     """
     check_choice("which", which, WHICH)
     _check_tol("tol", tol)
-    if not isinstance(check_every, int) or check_every < 1:
-        raise ValueError(f"`check_every` must be a positive int, got {check_every!r}.")
+    positive_int("check_every", check_every)
     op = as_operator(loss_fn_or_op, params, data, batch_size)
     dim = op.size
     nwanted = check_k(k, which, dim)
@@ -217,8 +216,7 @@ def power_iteration(
       :class:`Eigen` with values in the order found (not sorted).
     """
     _check_tol("tol", tol)
-    if not isinstance(max_iters, int) or max_iters < 1:
-        raise ValueError(f"`max_iters` must be a positive int, got {max_iters!r}.")
+    positive_int("max_iters", max_iters)
     op = as_operator(loss_fn_or_op, params, data, batch_size)
     check_k(k, "largest", op.size)
     key = jax.random.key(0) if key is None else key

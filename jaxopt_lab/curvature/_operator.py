@@ -27,7 +27,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from jaxopt_lab._types import Params
-from jaxopt_lab.train._checks import leading_axis
+from jaxopt_lab._validation import leading_axis
 
 _AXIS = "data"
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab._types import Params, ScalarOrSchedule
-from jaxopt_lab._validation import check_learning_rate
+from jaxopt_lab._validation import check_learning_rate, positive_int
 from jaxopt_lab.curvature._eigen import eigenvalues
 from jaxopt_lab.curvature._operator import hvp_operator, num_examples
 
@@ -125,8 +125,7 @@ def sharpness_callback(
       >>> round(float(metrics["sharpness"]), 4), round(float(metrics["2/learning_rate"]), 4)
       (7.0, 20.0)
     """
-    if not isinstance(every, int) or every < 1:
-        raise ValueError(f"`every` must be a positive int, got {every!r}; e.g. every=100.")
+    positive_int("every", every, "E.g. every=100.")
     if learning_rate is not None:
         check_learning_rate("learning_rate", learning_rate)
     if data is not None:

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from matfree import stochtrace
 
+from jaxopt_lab._validation import positive_int
 from jaxopt_lab.curvature._lanczos import lanczos, tridiagonal
 from jaxopt_lab.curvature._operator import HessianOperator, as_operator
 
@@ -47,11 +48,6 @@ def _probes(op: HessianOperator, key: jax.Array, num: int) -> jax.Array:
     """``num`` Rademacher probes (matfree's sampler), flattened to ``(num, D)``."""
     samples = stochtrace.sampler_signs(op.params, num=num)(key)
     return jax.vmap(lambda s: ravel_pytree(s)[0])(samples)
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
 
 
 @functools.partial(jax.jit, static_argnames=("num_probes", "probe_batch"))
@@ -95,8 +91,8 @@ def trace(
       :class:`TraceEstimate` ``(estimate, standard_error)``; standard error =
       sample standard deviation / :math:`\sqrt{P}`.
     """
-    _check_positive_int("num_probes", num_probes)
-    _check_positive_int("probe_batch", probe_batch)
+    positive_int("num_probes", num_probes)
+    positive_int("probe_batch", probe_batch)
     if num_probes < 2:
         raise ValueError(f"`num_probes` must be >= 2 for a standard error, got {num_probes}.")
     op = as_operator(loss_fn_or_op, params, data, batch_size)
@@ -160,8 +156,8 @@ def density(
     Returns:
       :class:`SpectralDensity` ``(nodes, weights)``; ``.smooth(grid, sigma)`` for plotting.
     """
-    _check_positive_int("num_probes", num_probes)
-    _check_positive_int("num_nodes", num_nodes)
+    positive_int("num_probes", num_probes)
+    positive_int("num_nodes", num_nodes)
     op = as_operator(loss_fn_or_op, params, data, batch_size)
     if num_nodes > op.size:
         raise ValueError(

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_lab._types import Params
+from jaxopt_lab._validation import positive_int
 
 
 class LeafCheck(NamedTuple):
@@ -127,8 +128,7 @@ def check_grad(
       >>> result.passed
       True
     """
-    if not isinstance(num_directions, int) or num_directions < 1:
-        raise ValueError(f"`num_directions` must be a positive int, got {num_directions!r}.")
+    positive_int("num_directions", num_directions)
     if not isinstance(max_coordinates, int) or max_coordinates < 0:
         raise ValueError(f"`max_coordinates` must be an int >= 0, got {max_coordinates!r}.")
     if eps is not None and not eps > 0:

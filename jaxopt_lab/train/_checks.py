@@ -9,42 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxopt_lab._validation import leading_axis as leading_axis
+from jaxopt_lab._validation import positive_int as positive_int
 from jaxopt_lab.train._callbacks import Callback
-
-
-def positive_int(name: str, value: Any) -> int:
-    """``value`` as an ``int >= 1``; else ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-    return int(value)
-
-
-def leading_axis(name: str, tree: Any) -> int:
-    """The shared leading-axis length of the arrays in ``tree``."""
-    leaves = jax.tree.leaves(tree)
-    if not leaves:
-        raise ValueError(f"`{name}` must be a pytree of arrays, got {tree!r} (no arrays).")
-    sizes = set()
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        shape = np.shape(leaf)
-        if not shape:
-            raise ValueError(
-                f"`{name}` holds a scalar at {jax.tree_util.keystr(path)}; every array "
-                "needs a leading example axis."
-            )
-        sizes.add(shape[0])
-    if len(sizes) != 1:
-        shapes = {
-            jax.tree_util.keystr(p): np.shape(x)
-            for p, x in jax.tree_util.tree_leaves_with_path(tree)
-        }
-        raise ValueError(
-            f"`{name}`: arrays must share their leading (example) axis, got shapes {shapes}."
-        )
-    n = sizes.pop()
-    if n < 1:
-        raise ValueError(f"`{name}` is empty (leading axis of length 0).")
-    return n
 
 
 def check_batch_size(batch_size: int | None, num_examples: int) -> int | None:

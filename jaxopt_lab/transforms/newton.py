@@ -19,16 +19,11 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab._types import ScalarOrSchedule
-from jaxopt_lab._validation import check_choice, check_nonnegative
+from jaxopt_lab._validation import check_choice, check_nonnegative, positive_int
 from jaxopt_lab.curvature._lanczos import lanczos, tridiagonal
 from jaxopt_lab.transforms._common import scale_by_learning_rate
 
 _METHODS = ("auto", "dense", "cg")
-
-
-def _positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
 
 
 def _abs_inverse_lanczos(hvp, g: jax.Array, delta: jax.Array, depth: int) -> jax.Array:
@@ -104,7 +99,7 @@ def scale_by_newton(
         ("cg_maxiter", cg_maxiter),
         ("krylov_depth", krylov_depth),
     ):
-        _positive_int(name, value)
+        positive_int(name, value)
 
     def init_fn(params):
         del params
