@@ -36,9 +36,9 @@ def check_dense_budget(size: int, dtype: Any, max_bytes: int | None) -> None:
             f"The dense Hessian of {size:,} parameters needs {_gib(needed)} "
             f"({size:,} x {size:,} x {np.dtype(dtype).itemsize} bytes), above `max_bytes` = "
             f"{_gib(budget)}. Use the matrix-free path instead "
-            "(`jol.curvature.eigenvalues`, `trace`, `density`, or `analyze(..., "
-            'method="lanczos")` on `jol.curvature.hvp_operator`), or raise `max_bytes` if '
-            "the memory is really there."
+            '(`jol.curvature.analyze(..., method="lanczos")`, or `eigenvalues`, `trace`, '
+            "`density` on the loss or on a `jol.curvature.hvp_operator`), or raise "
+            "`max_bytes` if the memory is really there."
         )
 
 

@@ -101,7 +101,8 @@ def sweep(
     Each run is exactly a :func:`jaxopt_lab.train` run (the same compiled step, under
     ``jax.vmap``): run ``(hparams, seed)`` equals ``train(loss_fn, init_fn(init_key),
     make_optimizer(hparams), data, key=data_key, ...)`` with ``init_key, data_key =
-    jol.sweep.seed_keys(seed)``; see ``train`` for the history and the step semantics.
+    jaxopt_lab.sweep.seed_keys(seed)`` (import it with ``from jaxopt_lab.sweep import
+    seed_keys``); see ``train`` for the history and the step semantics.
     ``make_optimizer`` is called with traced scalars inside the vmapped program, so one
     compilation serves the whole grid.
 
