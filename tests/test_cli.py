@@ -1,19 +1,179 @@
-"""The jaxopt-lab command."""
+"""The jaxopt-lab command: the demo's report, every subcommand, and one-line errors."""
 
+import contextlib
+import csv
+import io
+import json
+import math
 import subprocess
 import sys
 
-from jaxopt_lab import _landscape_demo, cli
+import pytest
+
+from jaxopt_lab import _landscape_demo, cli, landscapes
+from jaxopt_lab.curvature._analyze import KINDS
+
+PNG = b"\x89PNG\r\n\x1a\n"
+FIGURES = ("trajectories", "sweep", "training_curves", "sharpness", "spectral_density")
 
 
-def test_demo_quick_writes_table_and_png(tmp_path, capsys):
-    assert cli.main(["demo", "--quick", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "steps to 1e-6" in out
-    for entry in _landscape_demo.ENTRIES:
-        assert entry.name in out
-    png = tmp_path / "trajectories.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def _run(argv):
+    """Runs the command in this process: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(argv)
+        except SystemExit as e:  # argparse: --help and bad arguments
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
+
+
+# --- demo --quick, run once for the module -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    code, stdout, stderr = _run(["demo", "--quick", "--out", str(out), "--no-progress"])
+    assert code == 0, stderr
+    return out, stdout, json.loads((out / "report.json").read_text())
+
+
+def test_demo_writes_pngs_and_markdown_that_embeds_them(demo):
+    out, _, report = demo
+    assert set(report["figures"]) == set(FIGURES)
+    markdown = (out / "report.md").read_text()
+    for name, path in report["figures"].items():
+        assert (out / path).read_bytes()[:8] == PNG, name
+        assert f"]({path})" in markdown  # a relative image link
+    assert "Learning-rate advice" in markdown
+
+
+def test_demo_json_sweep_table_and_best_setting(demo):
+    _, _, report = demo
+    sweep = report["sweep"]
+    assert sweep["optimizers"] == ["momentum", "adam"]
+    lrs, moms, seeds = sweep["learning_rates"], sweep["momenta"], sweep["seeds"]
+    assert sweep["num_runs"] == len(sweep["table"]) == len(lrs) * (len(moms) + 1) * seeds
+    row = sweep["table"][0]
+    for key in ("optimizer", "learning_rate", "momentum", "seed", "final_val_loss", "diverged"):
+        assert key in row
+    assert sweep["num_diverged"] == sum(r["diverged"] for r in sweep["table"])
+    # the best setting: the lowest mean final validation loss with no diverged seed
+    ok = [s for s in sweep["settings"] if s["num_diverged"] == 0]
+    best = report["best"]
+    assert best["final_val_loss_mean"] == min(s["final_val_loss_mean"] for s in ok)
+    # retraining seed 0 with jol.train reproduces the sweep's run (now with sharpness)
+    retrained = report["retrained"]
+    assert retrained["final_val_loss"] == pytest.approx(retrained["sweep_final_val_loss"], 1e-3)
+    assert 0.5 < retrained["val_accuracy"] <= 1.0
+
+
+def test_demo_json_curvature_sharpness_findings_versions(demo):
+    _, _, report = demo
+    cu = report["curvature"]
+    top = cu["top_eigenvalues"]
+    assert top == sorted(top, reverse=True) and cu["lambda_max"] == top[0] > 0
+    assert cu["lambda_min"] <= cu["lambda_max"]
+    assert cu["kind"] in KINDS
+    assert "condition_number" in cu and cu["density"]["num_probes"] >= 1
+    advice = cu["learning_rate_advice"]
+    assert advice["max_stable_lr_gd"] == pytest.approx(2 / cu["lambda_max"])
+    assert advice["learning_rate"] == report["best"]["learning_rate"]
+    assert "2/lambda_max" in advice["text"]
+    sharp = report["sharpness"]
+    assert sharp["evaluations"] >= 2 and sharp["max"] >= sharp["final"] > 0
+    assert isinstance(report["findings"], list)
+    for finding in report["findings"]:
+        assert {"problem", "level", "summary", "workaround"} <= set(finding)
+    assert report["versions"]["jax"] and report["versions"]["jaxopt_lab"]
+    assert report["elapsed_seconds"]["total"] > 0
+    assert set(report["elapsed_seconds"]["stages"]) >= {"sweep", "retrain", "hessian"}
+
+
+def test_demo_prints_summary_table(demo):
+    _, stdout, report = demo
+    summary = stdout[stdout.index("jaxopt-lab demo: summary") :]
+    for key in ("best setting", "top eigenvalues", "lambda_min", "kind", "lr advice"):
+        assert key in summary
+    assert f"{report['curvature']['lambda_max']:.4g}" in summary
+    assert "steps to 1e-6" in stdout  # the race table comes first
+
+
+# --- --help and the happy paths -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["demo", "sweep", "hessian", "landscape"])
+def test_every_subcommand_has_help(command):
+    code, stdout, _ = _run([command, "--help"])
+    assert code == 0
+    assert stdout.startswith(f"usage: jaxopt-lab {command}")
+    assert "--out" in stdout or "--at" in stdout
+
+
+def test_console_script_help():
+    done = subprocess.run(
+        [sys.executable, "-m", "jaxopt_lab.cli", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    for command in ("demo", "sweep", "hessian", "landscape"):
+        assert command in done.stdout
+
+
+def test_hessian_rosenbrock_at_its_minimum():
+    code, stdout, _ = _run(["hessian", "rosenbrock", "--at", "1,1"])
+    assert code == 0
+    assert "1001.6" in stdout and "0.39936" in stdout  # float64: 1001.6006, 0.39936077
+    assert "minimum" in stdout
+    assert "2507.9" in stdout or "2508.0" in stdout  # condition number 1001.6006 / 0.39936
+
+
+def test_hessian_defaults_to_the_first_critical_point():
+    code, stdout, _ = _run(["hessian", "saddle", "--lr", "0.1"])
+    assert code == 0
+    assert "kind                  saddle" in stdout
+    assert "2, -2" in stdout
+
+
+def test_hessian_of_the_briefly_trained_demo_model():
+    code, stdout, _ = _run(["hessian", "--model", "demo", "--steps", "20", "--k", "1"])
+    assert code == 0, stdout
+    assert "lanczos, D = 2,410" in stdout
+    assert "advice: 2/lambda_max" in stdout
+
+
+def test_sweep_writes_table_json_and_figure(tmp_path):
+    argv = ["sweep", "--optimizer", "momentum", "--lrs", "1,0.1", "--momenta", "0,0.9"]
+    argv += ["--seeds", "1", "--steps", "20", "--hidden", "8", "--out", str(tmp_path)]
+    code, stdout, _ = _run([*argv, "--no-progress"])
+    assert code == 0
+    assert "best setting (lowest mean final validation loss over 1 seed(s)" in stdout
+    with open(tmp_path / "sweep_momentum.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and {float(r["momentum"]) for r in rows} == {0.0, 0.9}
+    saved = json.loads((tmp_path / "sweep_momentum.json").read_text())
+    assert saved["grid"] == {"learning_rate": [1.0, 0.1], "momentum": [0.0, 0.9]}
+    assert saved["best"]["learning_rate"] in (1.0, 0.1)
+    assert (tmp_path / "sweep_momentum.png").read_bytes()[:8] == PNG
+
+
+def test_sweep_log_grid_from_lr_min_to_lr_max():
+    from jaxopt_lab import _commands
+
+    args = cli.build_parser().parse_args(["sweep", "--lr-min", "1e-3", "--lr-max", "1"])
+    args.num = 4
+    assert _commands._grid_rates(args) == [1.0, 0.1, 0.01, 0.001]
+
+
+def test_landscape_race_table_and_figure(tmp_path):
+    argv = ["landscape", "lecture_quadratic", "--optimizers", "sgd,adam", "--steps", "100"]
+    code, stdout, _ = _run([*argv, "--out", str(tmp_path)])
+    assert code == 0
+    lines = stdout.splitlines()
+    sgd = next(line for line in lines if line.startswith("sgd "))
+    assert sgd.split()[3] == "73"  # a = 0.45 < 2/4 reaches 1e-6 after 73 steps
+    assert any(line.startswith("adam ") for line in lines)
+    assert (tmp_path / "landscape_lecture_quadratic.png").read_bytes()[:8] == PNG
 
 
 def test_race_reaches_target_on_the_quadratic():
@@ -25,17 +185,59 @@ def test_race_reaches_target_on_the_quadratic():
     assert by_name["sgd"].path.shape == (401, 2)
 
 
-def test_console_script_help():
-    done = subprocess.run(
-        [sys.executable, "-m", "jaxopt_lab.cli", "--help"], capture_output=True, text=True
+def test_untuned_landscapes_get_rates_from_curvature_and_box():
+    himmelblau = landscapes.himmelblau()
+    # sgd: 1 / L, L = 82.28, the largest eigenvalue at the minimum (3, 2) (at the start: 42)
+    assert _landscape_demo.learning_rate(_landscape_demo.entry("sgd"), himmelblau) == (
+        pytest.approx(1 / 82.2843, rel=1e-4)
     )
-    assert done.returncode == 0
-    assert "demo" in done.stdout
+    # adam: 1% of the box's side (10)
+    assert _landscape_demo.learning_rate(_landscape_demo.entry("adam"), himmelblau) == 0.1
+    for name in landscapes.REGISTRY:
+        rates = _landscape_demo.learning_rates(_landscape_demo.ENTRIES, landscapes.get(name))
+        assert all(math.isfinite(r) and r > 0 for r in rates), name
 
 
-def test_bad_subcommand_exits_nonzero():
+# --- bad arguments: one line on stderr, exit status 2, no traceback ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["dmeo"], "jaxopt-lab: error: argument command: invalid choice: 'dmeo'"),
+        (["demo", "--quik"], "jaxopt-lab demo: error: unrecognized arguments: --quik"),
+        (["sweep", "--lrs", "0.1,-0.3"], "argument --lrs: learning rates must be > 0, got -0.3"),
+        (["sweep", "--lrs", "1,,x"], "argument --lrs: expected comma-separated learning rates"),
+        (["sweep", "--optimizer", "adamw"], "unknown optimizer 'adamw'; did you mean 'adam'?"),
+        (["sweep", "--optimizer", "sgd", "--momenta", "0.9"], "argument --momenta: sgd has no"),
+        (["sweep", "--lr-min", "1", "--lr-max", "0.1"], "argument --lr-min: must be below"),
+        (["sweep", "--momenta", "0.9,1.5"], "argument --momenta: momenta must be in [0, 1)"),
+        (["sweep", "--steps", "0"], "argument --steps: must be >= 1, got 0"),
+        (["hessian", "rosenbrok"], "unknown landscape 'rosenbrok'; did you mean 'rosenbrock'?"),
+        (["hessian", "rosenbrock", "--at", "1,1,1"], "argument --at: rosenbrock takes 2"),
+        (["hessian", "rosenbrock", "--at", "-1,2"], "write --at=VALUE when the value starts"),
+        (["sweep", "--lrs", "-0.1"], "argument --lrs: learning rates must be > 0, got -0.1"),
+        (["hessian"], "jaxopt-lab hessian: error: give a landscape"),
+        (["landscape", "--optimizers", "sgd,foo"], "argument --optimizers: unknown optimizer"),
+        (["landscape", "moon"], "argument landscape: unknown landscape 'moon'"),
+        (["landscape", "--lr", "-1"], "argument --lr: must be a finite number > 0"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(argv, expected):
+    code, stdout, stderr = _run(argv)
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith(f"jaxopt-lab{' ' + argv[0] if argv[0] != 'dmeo' else ''}: error:")
+    assert expected in lines[0]
+    assert not stdout
+
+
+def test_bad_subcommand_from_the_shell_has_no_traceback():
     done = subprocess.run(
         [sys.executable, "-m", "jaxopt_lab.cli", "dmeo"], capture_output=True, text=True
     )
-    assert done.returncode != 0
-    assert "invalid choice" in done.stderr
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert "did you mean 'demo'?" in done.stderr
+    assert "Traceback" not in done.stderr
