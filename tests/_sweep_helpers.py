@@ -8,6 +8,7 @@ own process (SIGKILL) right after the first chunk of runs is saved.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -94,15 +95,46 @@ def reference_sweep(grid=None, **kwargs) -> jol.SweepResult:
     )
 
 
-def save_result(path: str, result: jol.SweepResult) -> None:
+class CountCompilations(logging.Handler):
+    """Counts XLA compilations of the sweep's training program, in any thread.
+
+    JAX logs every compilation on its ``jax._src.dispatch`` logger (at DEBUG level unless
+    ``jax_log_compiles`` is set). Use as ``with CountCompilations() as count: ...`` and
+    read ``count.value``.
+    """
+
+    MESSAGE = "XLA compilation of jit(_train_runs)"
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.value = 0
+        self._logger = logging.getLogger("jax._src.dispatch")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.value += self.MESSAGE in record.getMessage()
+
+    def __enter__(self) -> CountCompilations:
+        self._level = self._logger.level
+        self._logger.setLevel(logging.DEBUG)
+        self._logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
+
+
+def save_result(path: str, result: jol.SweepResult, **extra) -> None:
     arrays = {"curve_" + k: v for k, v in result.curves.items()}
     arrays.update({"param_" + k: v for k, v in result.params.items()})
-    np.savez(path, num_devices=result.num_devices, **arrays)
+    np.savez(path, num_devices=result.num_devices, **arrays, **extra)
 
 
 def _main(out: str, checkpoint_dir: str) -> None:
     assert jax.device_count() == 4, jax.devices()
-    save_result(out, reference_sweep())
+    with CountCompilations() as count:
+        result = reference_sweep()
+    save_result(out, result, chunk_compilations=count.value)
 
     from jaxopt_lab.train import _checkpoint
 

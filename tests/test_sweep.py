@@ -17,6 +17,8 @@ from _sweep_helpers import (
     LEARNING_RATES,
     MOMENTA,
     REFERENCE,
+    REFERENCE_GRID,
+    CountCompilations,
     init_mlp,
     make_momentum,
     mlp_loss,
@@ -60,6 +62,23 @@ def test_sweep_equals_train_run_for_run(reference):
         np.testing.assert_array_equal(reference.curves["evaluations"][run], [1, 2, 3, 4])
     assert not reference.diverged.any()
     assert np.all(reference.table()["final_train_loss"] < reference.curves["train_loss"][:, 0])
+
+
+def test_training_program_compiles_once_ahead_of_time():
+    """The program compiled in a thread while the runs are set up is the one the chunks
+    call: a new sweep compiles it once, not twice, and a repeat not at all."""
+
+    def loss(params, batch):  # a new function: a new program
+        return mlp_loss(params, batch)
+
+    settings = {**REFERENCE, "steps": 20, "callbacks": ()}
+    with CountCompilations() as count:
+        first = jol.sweep(loss, init_mlp, make_momentum, REFERENCE_GRID, DIGITS.train, **settings)
+    assert count.value == 1
+    with CountCompilations() as count:
+        again = jol.sweep(loss, init_mlp, make_momentum, REFERENCE_GRID, DIGITS.train, **settings)
+    assert count.value == 0
+    np.testing.assert_array_equal(first.curves["train_loss"], again.curves["train_loss"])
 
 
 def test_seed_keys_match_documented_derivation():
@@ -154,6 +173,8 @@ def test_four_devices_equal_one_device(reference, worker):
     assert jax.device_count() == 1 and reference.num_devices == 1
     with np.load(worker[0]) as sharded:
         assert int(sharded["num_devices"]) == 4
+        # compiled once, ahead of time in a second thread, and found by the chunks
+        assert int(sharded["chunk_compilations"]) == 1
         for name, curve in reference.curves.items():
             np.testing.assert_array_equal(sharded["curve_" + name], curve, err_msg=name)
         for name, leaf in reference.params.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -252,6 +254,20 @@ def sweep(
             parts[j] = (history, ckpt.tree_from_arrays("p", saved, like))
             bar.update(chunks[j].size * steps)
     pending = [j for j in range(num_run_chunks) if parts[j] is None]
+    warm = concurrent.futures.Future()
+    warm.set_result(None)
+    if pending:  # every wave has the same shapes: one program, compiled in a thread
+        wave_hparams = {
+            k: jax.ShapeDtypeStruct(
+                (runs_per_chunk * len(devices),), jnp.asarray(v[:1]).dtype, sharding=by_run
+            )
+            for k, v in runs.hparams.items()
+        }
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        warm = pool.submit(
+            _precompile, static, spec, params_like, wave_hparams, by_run, data, monitor, eval_data
+        )
+        pool.shutdown(wait=False)
     for w in range(0, len(pending), len(devices)):
         wave = pending[w : w + len(devices)]
         results = _run_wave(
@@ -267,6 +283,7 @@ def sweep(
             monitor,
             eval_data,
             bar,
+            warm,
         )
         for j, (history, params) in zip(wave, results, strict=True):
             parts[j] = (history, params)
@@ -318,15 +335,50 @@ def _stacked(like: Any, size: int) -> Any:
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct((size, *s.shape), s.dtype), like)
 
 
+def _precompile(static, spec, params_like, hparams, by_run, data, monitor, eval_data) -> None:
+    """Compiles the training program of a wave from abstract values.
+
+    Run in a second thread while the main one sets the runs up (XLA compiles without
+    holding the GIL); the first chunk then finds the program in ``jit``'s cache. Best
+    effort: a failure here is left to the real call to report (it compiles again).
+    """
+    try:
+        num_runs = jax.tree.leaves(hparams)[0].shape[0]
+        params = _stacked(params_like, num_runs)
+        state = jax.eval_shape(functools.partial(_init_runs, static), hparams, params, monitor)
+        idx = None
+        if spec.batch_size is not None:
+            idx = jax.ShapeDtypeStruct((num_runs, spec.chunk_size, spec.batch_size), jnp.int32)
+        state, idx = jax.tree.map(
+            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=by_run), (state, idx)
+        )
+        _chunk.lower(static, state, hparams, idx, 0, data, monitor, eval_data).compile()
+    except Exception:  # a failed warm-up only costs the compilation later
+        pass
+
+
 def _run_wave(
-    static, spec, runs, chunks, width, num_devices, keys, by_run, data, monitor, eval_data, bar
+    static,
+    spec,
+    runs,
+    chunks,
+    width,
+    num_devices,
+    keys,
+    by_run,
+    data,
+    monitor,
+    eval_data,
+    bar,
+    warm,
 ):
     """Trains one chunk of runs per device, each padded to ``width`` runs.
 
     Every device runs ``vmap`` over ``width`` runs, the same program one device runs for
     one chunk, so the numbers do not depend on the number of devices. Missing chunks
-    (fewer than ``num_devices`` left) are filled with copies. Returns, per chunk, its
-    history and final parameters as host arrays.
+    (fewer than ``num_devices`` left) are filled with copies. ``warm`` is the future of
+    :func:`_precompile`, awaited before the first chunk. Returns, per chunk, its history
+    and final parameters as host arrays.
     """
     padded = [np.concatenate([m, np.full(width - m.size, m[-1])]) for m in chunks]
     padded += [padded[-1]] * (num_devices - len(chunks))
@@ -345,6 +397,7 @@ def _run_wave(
     params = put(jax.tree.map(lambda *xs: np.stack(xs)[which], *params))
     data_words = [key_words(keys[int(s)][1]) for s in unique]
     state = _init(static, hparams, params, monitor)
+    warm.result()  # the training program, compiled meanwhile
     num_real = sum(m.size for m in chunks)
     rows = []
     for c in range(spec.num_chunks):

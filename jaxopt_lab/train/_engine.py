@@ -345,9 +345,13 @@ def jit(fun: Callable, **kwargs: Any) -> Callable:
     on_cpu = jax.jit(fun, compiler_options=_CPU_COMPILER_OPTIONS, **kwargs)
     elsewhere = jax.jit(fun, **kwargs)
 
-    def call(*args):
-        return (on_cpu if jax.default_backend() == "cpu" else elsewhere)(*args)
+    def pick():
+        return on_cpu if jax.default_backend() == "cpu" else elsewhere
 
+    def call(*args):
+        return pick()(*args)
+
+    call.lower = lambda *args: pick().lower(*args)
     call._cache_size = lambda: on_cpu._cache_size() + elsewhere._cache_size()
     call.__wrapped__ = fun
     return call
