@@ -11,7 +11,9 @@ Each measurement: warm up, then the fastest of ``repeats`` blocks of ``iters`` s
 the candidates interleaved block by block in a rotating order, so that load from other
 work on a shared machine hits all of them alike. jol.adam and optax.adam compile to the
 same fused XLA program on CPU (three loops: first moment, second moment, parameters),
-so their ratio measures noise around 1.
+so their ratio measures noise around 1. So does the last row, a second, separately
+compiled ``optax.sgd(momentum=...)`` against the first: the noise floor of the
+measurement on this machine.
 """
 
 from __future__ import annotations
@@ -97,12 +99,13 @@ def main() -> None:
     )
     print(f"{'size':>10} {'pair':<34} {'ours ms':>9} {'theirs ms':>10} {'ratio':>7}")
     for n in args.sizes:
-        iters = max(5, int(2e8 // (n * 10)))
+        iters = max(5, int(2e9 // (n * 10)))  # blocks of ~0.1 s, above timer noise
         runners = {
             "jol.adam": make_jax_stepper(jol.adam(1e-3), n),
             "optax.adam": make_jax_stepper(optax.adam(1e-3), n),
             "jol.momentum": make_jax_stepper(jol.momentum(1e-3, 0.9, form="accumulate"), n),
             "optax.sgd": make_jax_stepper(optax.sgd(1e-3, momentum=0.9), n),
+            "optax.sgd again": make_jax_stepper(optax.sgd(1e-3, momentum=0.9), n),
         }
         if torch_version:
             runners["torch.Adam(fused)"] = make_torch_stepper(n)
@@ -114,6 +117,7 @@ def main() -> None:
         if torch_version:
             rows.append(("adam: jol / torch fused", t["jol.adam"], t["torch.Adam(fused)"]))
             rows.append(("adam: optax / torch fused", t["optax.adam"], t["torch.Adam(fused)"]))
+        rows.append(("noise: optax.sgd / optax.sgd", t["optax.sgd again"], t["optax.sgd"]))
         for label, ours, theirs in rows:
             print(
                 f"{n:>10} {label:<34} {ours * 1e3:>9.3f} {theirs * 1e3:>10.3f} "
