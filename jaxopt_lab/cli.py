@@ -367,6 +367,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(extra)}\n")
     try:
         return args.func(args)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as cat does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the final flush cannot fail again
+        return 141  # 128 + SIGPIPE
     except (UsageError, ValueError, TypeError, OSError) as err:
         if os.environ.get("JAXOPT_LAB_TRACEBACK"):
             raise

@@ -241,3 +241,18 @@ def test_bad_subcommand_from_the_shell_has_no_traceback():
     assert done.stderr.count("\n") == 1
     assert "did you mean 'demo'?" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_output_into_a_closed_pipe_stops_quietly():
+    """``jaxopt-lab hessian saddle | head -1``: no error message once the reader is gone."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxopt_lab.cli", "hessian", "saddle"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.close()  # the reader goes away before the report is printed
+    stderr = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert proc.returncode == 141, stderr
+    assert stderr == ""
