@@ -29,7 +29,6 @@ from jaxopt_lab._demo_model import make_model
 from jaxopt_lab._families import FAMILIES
 from jaxopt_lab.cli import LECTURE_GRID, UsageError
 from jaxopt_lab.sweep import seed_keys
-from jaxopt_lab.sweep import sweep as run_sweep
 from jaxopt_lab.train import train
 
 
@@ -109,18 +108,15 @@ def sweep(args: argparse.Namespace) -> int:
         f"jaxopt-lab sweep: {args.optimizer}, {sizes} x {args.seeds} seeds, {args.steps} steps, "
         f"MLP with {model.num_params():,} parameters on digits"
     )
-    result = run_sweep(
-        model.loss_fn,
-        model.init_fn,
-        family.make_optimizer(grid),
+    result = _demo.sweep_digits(
+        model,
+        ds,
+        args.optimizer,
         grid,
-        ds.train,
         steps=args.steps,
         seeds=args.seeds,
         batch_size=args.batch_size,
-        eval_data=ds.validation,
         log_every=log_every(args.steps),
-        divergence_factor=_demo.DIVERGENCE_FACTOR,
         progress=not args.no_progress,
     )
     print(result.format())

@@ -111,22 +111,35 @@ def _finite(x: Any) -> float | None:
 # --- 2. the sweep --------------------------------------------------------------------------
 
 
-def _sweep_family(family: str, model: DemoModel, ds, config: DemoConfig, progress: bool):
-    fam = FAMILIES[family]
-    momenta = list(config.momenta) if family == "momentum" else []
-    grid = fam.grid(list(config.learning_rates), momenta)
+def sweep_digits(model: DemoModel, ds, family: str, grid: dict, **settings) -> SweepResult:
+    """``jol.sweep`` of ``model`` on the digits over ``grid`` for an optimizer family:
+    trained on ``ds.train``, validated on ``ds.validation``, runs frozen above
+    ``DIVERGENCE_FACTOR`` times their initial loss. ``settings``: ``steps``, ``seeds``,
+    ``batch_size``, ``log_every``, ``progress``."""
     return sweep(
         model.loss_fn,
         model.init_fn,
-        fam.make_optimizer(grid),
+        FAMILIES[family].make_optimizer(grid),
         grid,
         ds.train,
+        eval_data=ds.validation,
+        divergence_factor=DIVERGENCE_FACTOR,
+        **settings,
+    )
+
+
+def _sweep_family(family: str, model: DemoModel, ds, config: DemoConfig, progress: bool):
+    momenta = list(config.momenta) if family == "momentum" else []
+    grid = FAMILIES[family].grid(list(config.learning_rates), momenta)
+    return sweep_digits(
+        model,
+        ds,
+        family,
+        grid,
         steps=config.steps,
         seeds=config.seeds,
         batch_size=config.batch_size,
-        eval_data=ds.validation,
         log_every=config.log_every,
-        divergence_factor=DIVERGENCE_FACTOR,
         progress=progress,
     )
 
