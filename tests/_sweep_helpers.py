@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 if __name__ == "__main__":  # the worker imports the package from the repository
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,6 +49,17 @@ def mlp_loss(params: dict, batch) -> jax.Array:
 
 def make_momentum(hparams) -> optax.GradientTransformation:
     return jol.momentum(hparams["learning_rate"], hparams["momentum"])
+
+
+class NNXModel(nnx.Module):
+    """The same MLP as a Flax NNX module."""
+
+    def __init__(self, rngs: nnx.Rngs):
+        self.hidden = nnx.Linear(64, HIDDEN, rngs=rngs)
+        self.out = nnx.Linear(HIDDEN, 10, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(nnx.tanh(self.hidden(x)))
 
 
 class ParamNorm:

@@ -19,6 +19,7 @@ from _sweep_helpers import (
     REFERENCE,
     REFERENCE_GRID,
     CountCompilations,
+    NNXModel,
     init_mlp,
     make_momentum,
     mlp_loss,
@@ -206,15 +207,6 @@ def test_killed_sweep_resumes_to_the_same_table(reference, worker, monkeypatch):
         reference_sweep(checkpoint_dir=ckpt, steps=50)
     with pytest.raises(ValueError, match=r"`checkpoint_dir`.*differ in: grid"):
         reference_sweep({"learning_rate": [0.1], "momentum": MOMENTA}, checkpoint_dir=ckpt)
-
-
-class NNXModel(nnx.Module):
-    def __init__(self, rngs: nnx.Rngs):
-        self.hidden = nnx.Linear(64, 16, rngs=rngs)
-        self.out = nnx.Linear(16, 10, rngs=rngs)
-
-    def __call__(self, x):
-        return self.out(nnx.tanh(self.hidden(x)))
 
 
 def test_nnx_model_swept():

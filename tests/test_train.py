@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _sweep_helpers import DIGITS, ParamNorm, init_mlp, mlp_loss
+from _sweep_helpers import DIGITS, NNXModel, ParamNorm, init_mlp, mlp_loss
 from flax import nnx
 
 import jaxopt_lab as jol
@@ -204,15 +204,6 @@ def test_schedule_and_callbacks_in_history():
 
     with pytest.raises(ValueError, match=r"`callbacks`.*grad_norm"):
         jol.train(quadratic_loss, params, optax.sgd(0.1), DUMMY, callbacks=(Clash(1),), **kwargs)
-
-
-class NNXModel(nnx.Module):
-    def __init__(self, rngs: nnx.Rngs):
-        self.hidden = nnx.Linear(64, 16, rngs=rngs)
-        self.out = nnx.Linear(16, 10, rngs=rngs)
-
-    def __call__(self, x):
-        return self.out(nnx.tanh(self.hidden(x)))
 
 
 def test_nnx_model_trained():
