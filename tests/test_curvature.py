@@ -91,6 +91,20 @@ def test_report_str_and_html():
     assert "1 positive, 1 negative, 0 zero" in text
     html = report._repr_html_()
     assert html.startswith("<table>") and "saddle" in html
+    assert "condition number      undefined (H is not positive definite)" in text
+    assert "non-zero |l| ratio  1" in text  # |2| / |-2|
+    assert "nan" not in text
+
+
+def test_report_str_says_why_a_condition_number_is_missing():
+    flat = curvature.analyze(lambda w: 0.0 * jnp.sum(w**2), jnp.zeros(2))
+    assert "every eigenvalue is zero" in str(flat)
+    lam = jnp.array([3.0, 1.0, 0.5, -2.0, -0.25, 0.1])
+    quad = lambda w: 0.5 * jnp.sum(lam * w**2)
+    report = curvature.analyze(quad, jnp.ones(6), method="lanczos", k=1, key=jax.random.key(0))
+    assert math.isnan(report.condition_number_nonzero)  # the middle of the spectrum is unseen
+    assert "unknown (Lanczos finds the ends" in str(report)
+    assert "nan" not in str(report)
 
 
 def test_dense_hessian_of_a_pytree_matches_jax_hessian():

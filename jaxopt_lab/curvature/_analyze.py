@@ -43,6 +43,18 @@ class CurvatureReport(NamedTuple):
     grad_tol: float  # absolute: critical point when grad_norm <= grad_tol
     zero_tol: float  # absolute: an eigenvalue with |l| <= zero_tol counts as zero
 
+    def _condition(self) -> str:
+        if not math.isnan(self.condition_number):
+            return f"{self.condition_number:.6g}"
+        return "undefined (H is not positive definite)"
+
+    def _nonzero_ratio(self) -> str:
+        if not math.isnan(self.condition_number_nonzero):
+            return f"{self.condition_number_nonzero:.6g}"
+        if self.method == "dense":
+            return "undefined (every eigenvalue is zero)"
+        return "unknown (Lanczos finds the ends of the spectrum; method='dense' finds all)"
+
     def _rows(self) -> list[tuple[str, str]]:
         shown = ", ".join(f"{v:.6g}" for v in self.eigenvalues[:6])
         if len(self.eigenvalues) > 6:
@@ -53,8 +65,8 @@ class CurvatureReport(NamedTuple):
             ("grad norm", f"{self.grad_norm:.3g}  (critical below {self.grad_tol:.1g})"),
             ("lambda max / min", f"{self.lambda_max:.6g} / {self.lambda_min:.6g}"),
             ("eigenvalues", shown),
-            ("condition number", f"{self.condition_number:.6g}"),
-            ("  non-zero |l| ratio", f"{self.condition_number_nonzero:.6g}"),
+            ("condition number", self._condition()),
+            ("  non-zero |l| ratio", self._nonzero_ratio()),
         ]
         if self.counts is not None:
             c = self.counts
