@@ -117,6 +117,30 @@ def tridiagonal(alpha: jax.Array, beta: jax.Array, steps: jax.Array):
     return jnp.where(active, alpha, sentinel), off
 
 
+def fixed_depth(matvec, v0: jax.Array, depth: int, key: jax.Array):
+    """Exactly ``depth`` Lanczos steps from ``v0`` (fewer on a breakdown) and the whole
+    eigendecomposition of their tridiagonal T: ``(theta, s, result)``, ``theta`` ascending,
+    ``s`` the eigenvectors of T in columns, ``result`` the :class:`LanczosResult` (its
+    ``basis`` holds the Lanczos vectors). After a breakdown the padding of T adds
+    eigenvalues whose vectors have no ``e_1`` component, so ``s[0]`` weights ignore them.
+    The shared core of stochastic Lanczos quadrature and saddle-free Newton.
+    """
+    res = lanczos(
+        matvec,
+        v0,
+        k=1,
+        which="largest",
+        tol=0.0,
+        max_steps=depth,
+        min_steps=depth,
+        check_every=depth,
+        key=key,
+    )
+    d, off = tridiagonal(res.alpha, res.beta, res.num_matvecs)
+    theta, s = jnp.linalg.eigh(jnp.diag(d) + jnp.diag(off, 1) + jnp.diag(off, -1))
+    return theta, s, res
+
+
 def ritz(alpha: jax.Array, beta: jax.Array, steps: jax.Array, k: int, which: str):
     """The wanted Ritz values (output order), their unit eigenvectors of T, residuals, scale.
 

@@ -12,7 +12,7 @@ from jax.flatten_util import ravel_pytree
 from matfree import stochtrace
 
 from jaxopt_lab._validation import positive_int
-from jaxopt_lab.curvature._lanczos import lanczos, tridiagonal
+from jaxopt_lab.curvature._lanczos import fixed_depth
 from jaxopt_lab.curvature._operator import HessianOperator, as_operator
 
 
@@ -107,19 +107,7 @@ def _density_jit(op, key, *, num_probes, num_nodes):
 
     def one(args):
         v, probe_key = args
-        res = lanczos(
-            matvec,
-            v,
-            k=1,
-            which="largest",
-            tol=0.0,
-            max_steps=num_nodes,
-            min_steps=num_nodes,
-            check_every=num_nodes,
-            key=probe_key,
-        )
-        d, off = tridiagonal(res.alpha, res.beta, res.num_matvecs)  # num_matvecs == num_nodes
-        theta, s = jnp.linalg.eigh(jnp.diag(d) + jnp.diag(off, 1) + jnp.diag(off, -1))
+        theta, s, _ = fixed_depth(matvec, v, num_nodes, probe_key)
         return theta, s[0, :] ** 2
 
     keys = jax.random.split(jax.random.fold_in(key, 1), num_probes)

@@ -20,7 +20,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab._types import ScalarOrSchedule
 from jaxopt_lab._validation import check_choice, check_nonnegative, positive_int
-from jaxopt_lab.curvature._lanczos import lanczos, tridiagonal
+from jaxopt_lab.curvature._lanczos import fixed_depth
 from jaxopt_lab.transforms._common import scale_by_learning_rate
 
 _METHODS = ("auto", "dense", "cg")
@@ -36,20 +36,7 @@ def _abs_inverse_lanczos(hvp, g: jax.Array, delta: jax.Array, depth: int) -> jax
     """
     norm = jnp.linalg.norm(g)
     safe_g = jnp.where(norm > 0, g, jnp.ones_like(g))
-    res = lanczos(
-        hvp,
-        safe_g,
-        k=1,
-        which="largest",
-        tol=0.0,
-        max_steps=depth,
-        min_steps=depth,
-        check_every=depth,
-        key=jax.random.key(0),
-    )
-    diag, off = tridiagonal(res.alpha, res.beta, res.num_matvecs)
-    t = jnp.diag(diag) + jnp.diag(off, 1) + jnp.diag(off, -1)
-    theta, s = jnp.linalg.eigh(t)
+    theta, s, res = fixed_depth(hvp, safe_g, depth, jax.random.key(0))
     coeffs = s @ (s[0] / (jnp.abs(theta) + delta))  # f(T) e_1
     step = jnp.linalg.norm(safe_g) * (coeffs @ res.basis)
     return jnp.where(norm > 0, step, jnp.zeros_like(g))
