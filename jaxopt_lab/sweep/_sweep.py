@@ -7,7 +7,7 @@ import functools
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -217,6 +217,7 @@ def sweep(
     monitor = put(checks.monitoring_subset(data, n, monitor_size), replicated)
     data = put(data, replicated)
     eval_data = None if eval_data is None else put(eval_data, replicated)
+    shared = (data, monitor, eval_data)
     keys = {int(s): _grid.seed_keys(int(s)) for s in seed_list}
     params_like = jax.eval_shape(init_fn, keys[int(seed_list[0])][0])
 
@@ -268,23 +269,10 @@ def sweep(
             _precompile, static, spec, params_like, wave_hparams, by_run, data, monitor, eval_data
         )
         pool.shutdown(wait=False)
-    for w in range(0, len(pending), len(devices)):
+    plan = _Plan(static, spec, runs, runs_per_chunk, len(devices), keys, by_run, *shared, warm)
+    for w in range(0, len(pending), len(devices)):  # a wave: one chunk per device
         wave = pending[w : w + len(devices)]
-        results = _run_wave(
-            static,
-            spec,
-            runs,
-            [chunks[j] for j in wave],
-            runs_per_chunk,
-            len(devices),
-            keys,
-            by_run,
-            data,
-            monitor,
-            eval_data,
-            bar,
-            warm,
-        )
+        results = _run_wave(plan, [chunks[j] for j in wave], bar)
         for j, (history, params) in zip(wave, results, strict=True):
             parts[j] = (history, params)
             if paths[j] is not None:
@@ -357,29 +345,31 @@ def _precompile(static, spec, params_like, hparams, by_run, data, monitor, eval_
         pass
 
 
-def _run_wave(
-    static,
-    spec,
-    runs,
-    chunks,
-    width,
-    num_devices,
-    keys,
-    by_run,
-    data,
-    monitor,
-    eval_data,
-    bar,
-    warm,
-):
-    """Trains one chunk of runs per device, each padded to ``width`` runs.
+class _Plan(NamedTuple):
+    """What every wave of a sweep shares."""
+
+    static: Static
+    spec: Spec
+    runs: Any  # _grid.make_runs: hparams and seed of every run
+    width: int  # runs per chunk (chunks are padded to it)
+    num_devices: int
+    keys: dict  # seed -> (init_key, data_key)
+    by_run: NamedSharding | None  # sharding of the run axis (None on one device)
+    data: Any
+    monitor: Any
+    eval_data: Any
+    warm: concurrent.futures.Future  # of _precompile, awaited before the first chunk
+
+
+def _run_wave(plan: _Plan, chunks: list[np.ndarray], bar) -> list:
+    """Trains one chunk of runs per device, each padded to ``plan.width`` runs.
 
     Every device runs ``vmap`` over ``width`` runs, the same program one device runs for
     one chunk, so the numbers do not depend on the number of devices. Missing chunks
-    (fewer than ``num_devices`` left) are filled with copies. ``warm`` is the future of
-    :func:`_precompile`, awaited before the first chunk. Returns, per chunk, its history
-    and final parameters as host arrays.
+    (fewer than ``num_devices`` left) are filled with copies. Returns, per chunk, its
+    history and final parameters as host arrays.
     """
+    static, spec, runs, width, num_devices, keys, by_run, data, monitor, eval_data, warm = plan
     padded = [np.concatenate([m, np.full(width - m.size, m[-1])]) for m in chunks]
     padded += [padded[-1]] * (num_devices - len(chunks))
     take = np.concatenate(padded)
