@@ -108,22 +108,30 @@ def reference_sweep(grid=None, **kwargs) -> jol.SweepResult:
 
 
 class CountCompilations(logging.Handler):
-    """Counts XLA compilations of the sweep's training program, in any thread.
+    """Counts XLA compilations of the engine's programs, in any thread.
 
     JAX logs every compilation on its ``jax._src.dispatch`` logger (at DEBUG level unless
     ``jax_log_compiles`` is set). Use as ``with CountCompilations() as count: ...`` and
-    read ``count.value``.
+    read ``count.value`` (the sweep's training program, ``jit(_train_runs)``, by
+    default), or ``count.all`` (every compilation, of any program).
     """
 
-    MESSAGE = "XLA compilation of jit(_train_runs)"
+    PROGRAM = "jit(_train_runs)"
 
-    def __init__(self):
+    def __init__(self, program: str | None = None):
         super().__init__(logging.DEBUG)
         self.value = 0
+        self.all = 0
+        self.names: list[str] = []
+        self._message = f"XLA compilation of {program or self.PROGRAM} "
         self._logger = logging.getLogger("jax._src.dispatch")
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.value += self.MESSAGE in record.getMessage()
+        text = record.getMessage()
+        if "XLA compilation of" in text:
+            self.all += 1
+            self.names.append(text.split("XLA compilation of ")[1].split(" ")[0])
+        self.value += self._message in text + " "
 
     def __enter__(self) -> CountCompilations:
         self._level = self._logger.level
@@ -148,7 +156,7 @@ def _main(out: str, checkpoint_dir: str) -> None:
         result = reference_sweep()
     save_result(out, result, chunk_compilations=count.value)
 
-    from jaxopt_lab.train import _checkpoint
+    from jaxopt_lab._loop import checkpoint as _checkpoint
 
     save = _checkpoint.save_arrays
 

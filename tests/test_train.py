@@ -9,13 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _sweep_helpers import DIGITS, NNXModel, ParamNorm, init_mlp, mlp_loss
+from _sweep_helpers import DIGITS, CountCompilations, NNXModel, ParamNorm, init_mlp, mlp_loss
 from flax import nnx
 
 import jaxopt_lab as jol
 from jaxopt_lab.train import minibatch_indices
 
-train_module = importlib.import_module("jaxopt_lab.train._train")
+programs = importlib.import_module("jaxopt_lab._loop._programs")
 
 X = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
 REGRESSION = {"x": X, "y": X @ np.array([1.0, -2.0, 0.5], np.float32) + 0.1}
@@ -110,11 +110,16 @@ def test_same_key_same_run_compiled_once():
         "eval_data": DIGITS.validation,
     }
     params = init_mlp(jax.random.PRNGKey(0))
-    before = train_module._chunk._cache_size()
-    first = jol.train(mlp_loss, params, optimizer, DIGITS.train, key=jax.random.key(1), **kwargs)
-    assert train_module._chunk._cache_size() == before + 1  # 5 chunks, one compilation
-    second = jol.train(mlp_loss, params, optimizer, DIGITS.train, key=jax.random.key(1), **kwargs)
-    assert train_module._chunk._cache_size() == before + 1  # and reused by the second call
+    with CountCompilations("jit(_train_run)") as count:
+        first = jol.train(
+            mlp_loss, params, optimizer, DIGITS.train, key=jax.random.key(1), **kwargs
+        )
+    assert count.value == 1  # 5 chunks, one compilation
+    with CountCompilations("jit(_train_run)") as count:  # a new optimizer, the same rule
+        second = jol.train(
+            mlp_loss, params, jol.momentum(0.1, 0.9), DIGITS.train, key=jax.random.key(1), **kwargs
+        )
+    assert count.value == 0  # the program is found again
     other = jol.train(mlp_loss, params, optimizer, DIGITS.train, key=jax.random.key(2), **kwargs)
     for name in first.history:
         np.testing.assert_array_equal(first.history[name], second.history[name])
@@ -247,7 +252,7 @@ def test_checkpoint_resumes_after_interruption(tmp_path, monkeypatch):
 
     calls = []
     interrupt_at = [3]
-    chunk = train_module._chunk
+    chunk = programs.train_run
 
     def interrupted(*args):
         calls.append(1)
@@ -256,7 +261,7 @@ def test_checkpoint_resumes_after_interruption(tmp_path, monkeypatch):
         return chunk(*args)
 
     ckpt = tmp_path / "ckpt"
-    monkeypatch.setattr(train_module, "_chunk", interrupted)
+    monkeypatch.setattr(programs, "train_run", interrupted)
     with pytest.raises(KeyboardInterrupt):
         jol.train(regression_loss, REG_PARAMS, optimizer, REGRESSION, checkpoint_dir=ckpt, **kwargs)
     calls.clear()

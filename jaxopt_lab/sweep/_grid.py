@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxopt_lab._loop import checks
+
 
 class Runs(NamedTuple):
     """Every (combination, seed) of a sweep, combination-major, seed-minor."""
@@ -102,9 +104,12 @@ class _Tracking(Mapping):
 
 
 def check_make_optimizer(
-    make_optimizer: Callable, init_fn: Callable, grid: dict[str, np.ndarray]
+    make_optimizer: Callable, init_params: Callable, grid: dict[str, np.ndarray]
 ) -> None:
-    """Traces ``make_optimizer`` once: every grid key must be read, no other key."""
+    """Traces ``make_optimizer`` once: every grid key must be read, no other key.
+
+    ``init_params(key)`` gives the trained parameters of a run, for ``optimizer.init``.
+    """
     read: set[str] = set()
 
     def probe(hparams):
@@ -115,15 +120,12 @@ def check_make_optimizer(
                 f"`make_optimizer` reads hparams[{e.args[0]!r}], which is not a key of "
                 f"`grid` (keys: {sorted(grid)}); add it to `grid` or fix the name."
             ) from None
-        if not (
-            callable(getattr(optimizer, "init", None))
-            and callable(getattr(optimizer, "update", None))
-        ):
+        if not checks.is_optimizer(optimizer):
             raise TypeError(
                 "`make_optimizer(hparams)` must return an optax.GradientTransformation, "
                 f"got {optimizer!r}."
             )
-        return optimizer.init(init_fn(jax.random.PRNGKey(0)))
+        return optimizer.init(init_params(jax.random.PRNGKey(0)))
 
     abstract = {k: jax.ShapeDtypeStruct((), jnp.dtype(v.dtype)) for k, v in grid.items()}
     jax.eval_shape(probe, abstract)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -18,8 +20,10 @@ class SweepResult(NamedTuple):
     seeds: np.ndarray  # (runs,) seed of each run
     steps: np.ndarray  # (rows,) step of each history row: 0, log_every, ..., steps
     curves: dict[str, np.ndarray]  # metric -> (runs, rows)
-    params: Any  # final parameters, every leaf with a leading (runs,) axis
+    params: Any  # final trained parameters, every leaf with a leading (runs,) axis
     num_devices: int  # devices the runs were sharded over
+    state: Any = None  # final model state (leading (runs,) axis) of stateful and NNX models
+    model_def: Any = None  # the engine's description of the model (for `model(run)`)
 
     @property
     def num_runs(self) -> int:
@@ -34,6 +38,22 @@ class SweepResult(NamedTuple):
     def nonfinite(self) -> np.ndarray:
         """bool (runs,): the run was frozen by a non-finite value."""
         return self.curves["nonfinite"][:, -1]
+
+    def model(self, run: int) -> Any:
+        """The trained Flax NNX module of run ``run`` (evaluation mode).
+
+        Raises:
+          ValueError: the sweep's ``init_fn`` did not return an NNX module.
+        """
+        if self.model_def is None or self.model_def.kind != "nnx":
+            raise ValueError(
+                "`SweepResult.model` needs a sweep whose `init_fn` returns an nnx.Module; "
+                "this one trained a pytree: read `params` (and `state`) instead."
+            )
+        if not 0 <= run < self.num_runs:
+            raise ValueError(f"`run` must be in [0, {self.num_runs}), got {run}.")
+        params, state = jax.tree.map(lambda x: jnp.asarray(x[run]), (self.params, self.state))
+        return self.model_def.module(params, state)
 
     def select(self, **hparams: float) -> np.ndarray:
         """Indices of the runs whose hyperparameters equal ``hparams`` (all seeds)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import functools
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -17,69 +16,16 @@ import tqdm.auto
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxopt_lab._types import Params
+from jaxopt_lab import _loop
+from jaxopt_lab._loop import checkpoint as ckpt
+from jaxopt_lab._loop import checks, programs
 from jaxopt_lab.sweep import _grid
 from jaxopt_lab.sweep._result import SweepResult
-from jaxopt_lab.train import _checkpoint as ckpt
-from jaxopt_lab.train import _checks as checks
-from jaxopt_lab.train._callbacks import Callback
-from jaxopt_lab.train._engine import (
-    RunState,
-    Spec,
-    Static,
-    init_run,
-    jit,
-    key_words,
-    minibatch_indices,
-    run_chunk,
-)
-from jaxopt_lab.train._train import _probe, assemble_history
-
-RUNS = "runs"  # mesh axis of the run (configuration) dimension
-
-
-def _over_runs(fn: Callable, mesh: Mesh | None, num_run_args: int, num_shared: int):
-    """``vmap(fn)`` over the first ``num_run_args`` arguments, sharded when ``mesh``."""
-    in_axes = (0,) * num_run_args + (None,) * num_shared
-    batched = jax.vmap(fn, in_axes=in_axes)
-    if mesh is None:
-        return batched
-    specs = (P(RUNS),) * num_run_args + (P(),) * num_shared
-    return jax.shard_map(batched, mesh=mesh, in_specs=specs, out_specs=P(RUNS), check_vma=False)
-
-
-def _init_runs(static: Static, hparams, params, monitor) -> RunState:
-    loss_fn, _, make_optimizer, spec, mesh = static.items
-
-    def one(hp, params, monitor):
-        return init_run(loss_fn, make_optimizer(hp), spec, params, monitor)
-
-    return _over_runs(one, mesh, 2, 1)(hparams, params, monitor)
-
-
-def _train_runs(static: Static, state, hparams, indices, start, data, monitor, eval_data):
-    loss_fn, _, make_optimizer, spec, mesh = static.items
-
-    def one(state, hp, idx, start, data, monitor, eval_data):
-        optimizer = make_optimizer(hp)
-        return run_chunk(loss_fn, optimizer, spec, state, start, idx, data, monitor, eval_data)
-
-    run = _over_runs(one, mesh, 3, 4)
-    return run(state, hparams, indices, start, data, monitor, eval_data)
-
-
-def _call_init_fn(init_fn: Static, key: jax.Array) -> Params:
-    return init_fn.items[0](key)
-
-
-_init_params = jit(_call_init_fn, static_argnums=0)
-_init = jit(_init_runs, static_argnums=0)
-_chunk = jit(_train_runs, static_argnums=0, donate_argnums=1)
 
 
 def sweep(
-    loss_fn: Callable[[Params, Any], jax.Array],
-    init_fn: Callable[[jax.Array], Params],
+    loss_fn: Callable[..., jax.Array],
+    init_fn: Callable[[jax.Array], Any],
     make_optimizer: Callable[[Mapping[str, jax.Array]], optax.GradientTransformation],
     grid: Mapping[str, Sequence[float]],
     data: Any,
@@ -88,8 +34,10 @@ def sweep(
     seeds: int | Sequence[int] = 1,
     batch_size: int | None = None,
     eval_data: Any = None,
+    has_state: bool = False,
+    wrt: Any = None,
     log_every: int = 1,
-    callbacks: Sequence[Callback] = (),
+    callbacks: Sequence[_loop.Callback] = (),
     monitor_size: int = 1024,
     divergence_factor: float | None = 10.0,
     max_parallel: int | None = None,
@@ -97,6 +45,7 @@ def sweep(
     devices: Sequence[jax.Device] | None = None,
     progress: bool = True,
     checkpoint_dir: str | os.PathLike | None = None,
+    throw: bool = False,
 ) -> SweepResult:
     """Trains every combination of ``grid`` with every seed, in one compiled program.
 
@@ -104,25 +53,34 @@ def sweep(
     ``jax.vmap``): run ``(hparams, seed)`` equals ``train(loss_fn, init_fn(init_key),
     make_optimizer(hparams), data, key=data_key, ...)`` with ``init_key, data_key =
     jaxopt_lab.sweep.seed_keys(seed)`` (import it with ``from jaxopt_lab.sweep import
-    seed_keys``); see ``train`` for the history and the step semantics.
+    seed_keys``); see ``train`` for the history, the step semantics and the three kinds
+    of model: ``init_fn(key)`` may return a pytree of parameters, a Flax NNX module
+    (each seed builds its own, so initial weights and Dropout streams differ by seed), or
+    with ``has_state=True`` a pair ``(params, state)`` for
+    ``loss_fn(params, state, batch, key) -> (loss, new_state)``.
     ``make_optimizer`` is called with traced scalars inside the vmapped program, so one
-    compilation serves the whole grid.
+    compilation serves the whole grid; a later sweep that computes the same program (a
+    new but identical ``lambda``, a grid of nearby size) reuses it.
 
     Runs are ordered combination-major (``itertools.product`` over the grid's keys in
-    order), seed-minor, and split into balanced chunks of at most ``max_parallel`` runs.
-    A device trains one chunk at a time with ``vmap``; with several devices, chunks are
-    sharded over a 1-D ``"runs"`` mesh with ``shard_map``, one chunk per device. Every
-    device then runs the very program a single device runs for a chunk, so for a given
-    ``max_parallel`` the results are bitwise identical for any number of devices.
+    order), seed-minor, and split into balanced chunks of at most ``max_parallel`` runs,
+    each padded to one of a few widths (1, 2, 3, 4, 6, 8, 12, 16, ...; the padding lanes
+    repeat a run and are never reported). A device trains one chunk at a time with
+    ``vmap``; with several devices, chunks are sharded over a 1-D ``"runs"`` mesh with
+    ``shard_map``, one chunk per device. Every device then runs the very program a
+    single device runs for a chunk, so for a given ``max_parallel`` the results are
+    bitwise identical for any number of devices.
 
     A diverged run (a non-finite value, or a monitoring loss above ``divergence_factor``
-    times the magnitude of its initial value) is frozen and flagged; the other runs are
-    unaffected.
+    times the magnitude of its initial value) is frozen and flagged
+    (``SweepResult.diverged``); the other runs are unaffected.
 
     Args:
-      loss_fn: ``loss_fn(params, batch) -> scalar``.
-      init_fn: ``init_fn(key) -> params``, jitted and called once per seed (with that
-        seed's ``init_key``); runs with the same seed start from the same parameters.
+      loss_fn: ``loss_fn(params, batch) -> scalar`` (or as above for NNX modules and
+        models with state).
+      init_fn: ``init_fn(key) -> params`` (or a module, or ``(params, state)``), compiled
+        and called once per seed (with that seed's ``init_key``); runs with the same
+        seed start from the same point.
       make_optimizer: ``make_optimizer(hparams) -> optax.GradientTransformation`` where
         ``hparams`` maps every grid key to a traced scalar. It must read every key.
       grid: hyperparameter name -> non-empty list of numbers.
@@ -131,6 +89,8 @@ def sweep(
       seeds: the number of seeds (``0, ..., seeds - 1``) or a list of seeds.
       batch_size: examples per update, or ``None`` for full batch.
       eval_data: optional validation data.
+      has_state: ``init_fn`` returns ``(params, state)`` of a functional model.
+      wrt: NNX only: the filter of the trained variables (default ``nnx.Param``).
       log_every: one history row every ``log_every`` steps; must divide ``steps``.
       callbacks: :class:`jaxopt_lab.train.Callback` s, evaluated in every run.
       monitor_size: examples in the fixed monitoring subset for ``train_loss``.
@@ -146,6 +106,8 @@ def sweep(
         atomically; calling again with the same arguments loads finished chunks instead
         of recomputing them, and different arguments raise ``ValueError``. Functions
         are recognised by name, the optimizer by one probe update.
+      throw: raise :class:`jaxopt_lab.DivergedError` naming the diverged runs (after
+        every run has finished).
 
     Returns:
       A :class:`SweepResult`.
@@ -154,6 +116,7 @@ def sweep(
       ValueError: naming the argument: an empty grid, a grid key ``make_optimizer``
         does not read, arrays with different leading axes, ``batch_size`` larger than
         the data, ``steps <= 0``, ...
+      DivergedError: with ``throw=True``, when any run diverged.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -174,246 +137,306 @@ def sweep(
       (12,)
       >>> best = result.best()  # dict: run, learning_rate, momentum, seed, ...
     """
-    steps = checks.positive_int("steps", steps)
     grid = _grid.check_grid(grid)
     seed_list = _grid.check_seeds(seeds)
     n = checks.leading_axis("data", data)
-    if eval_data is not None:
-        checks.leading_axis("eval_data", eval_data)
-    batch_size = checks.check_batch_size(batch_size, n)
-    log_every = checks.check_log_every(log_every, steps)
-    spec_callbacks = checks.check_callbacks(callbacks)
-    _grid.check_make_optimizer(make_optimizer, init_fn, grid)
-    runs = _grid.make_runs(grid, seed_list)
-    num_runs = runs.seeds.size
-    devices = list(jax.devices() if devices is None else devices)
-    if not devices:
-        raise ValueError("`devices` is empty; pass None to use jax.devices().")
-    mesh = Mesh(np.array(devices), (RUNS,)) if len(devices) > 1 else None
-    if max_parallel is None:
-        max_parallel = math.ceil(num_runs / len(devices))
-    max_parallel = checks.positive_int("max_parallel", max_parallel)
-    num_run_chunks = math.ceil(num_runs / max_parallel)
-    runs_per_chunk = math.ceil(num_runs / num_run_chunks)  # balanced chunks
-
-    spec = Spec(
+    spec = checks.build_spec(
         steps=steps,
         num_examples=n,
         batch_size=batch_size,
         log_every=log_every,
-        chunk_size=checks.choose_chunk_size(chunk_size, steps, log_every),
-        divergence_factor=checks.check_divergence_factor(divergence_factor),
-        callbacks=spec_callbacks,
-        schedule=None,
+        chunk_size=chunk_size,
+        divergence_factor=divergence_factor,
+        callbacks=callbacks,
     )
-    static = Static(loss_fn, init_fn, make_optimizer, spec, mesh)
-    replicated = None if mesh is None else NamedSharding(mesh, P())
-    by_run = None if mesh is None else NamedSharding(mesh, P(RUNS))
-
-    def put(tree, sharding):
-        tree = checks.to_device(tree)
-        return tree if sharding is None else jax.device_put(tree, sharding)
-
-    monitor = put(checks.monitoring_subset(data, n, monitor_size), replicated)
-    data = put(data, replicated)
-    eval_data = None if eval_data is None else put(eval_data, replicated)
-    shared = (data, monitor, eval_data)
+    if eval_data is not None:
+        checks.leading_axis("eval_data", eval_data)
     keys = {int(s): _grid.seed_keys(int(s)) for s in seed_list}
-    params_like = jax.eval_shape(init_fn, keys[int(seed_list[0])][0])
+    first_key = keys[int(seed_list[0])][0]
+    model = _loop.model_from_init(loss_fn, init_fn, has_state, _wrt(wrt), first_key)
+    _grid.check_make_optimizer(make_optimizer, lambda k: model.split(init_fn(k))[0], grid)
+    runs = _grid.make_runs(grid, seed_list)
+    layout = _Layout.of(runs.seeds.size, devices, max_parallel)
 
-    directory = None
+    mesh = layout.mesh
+    static = _loop.Static(model=model, make_optimizer=make_optimizer, spec=spec, mesh=mesh)
+    builder = _loop.Static(model=model, init_fn=init_fn)
+    replicated = None if mesh is None else NamedSharding(mesh, P())
+    monitor = _put(_loop.monitoring_subset(data, n, monitor_size), replicated)
+    data = _put(data, replicated)
+    eval_data = None if eval_data is None else _put(eval_data, replicated)
+
+    store = None
     if checkpoint_dir is not None:
-        meta = _fingerprint(
-            static,
-            grid,
-            seed_list,
-            monitor_size,
-            runs_per_chunk,
-            data,
-            eval_data,
-            keys[int(seed_list[0])][0],
+        start = jax.device_get(programs.build(builder, first_key))
+        hparams0 = {k: jnp.asarray(v[0]) for k, v in grid.items()}
+        meta = ckpt.fingerprint(
+            "sweep",
+            functions=(loss_fn, init_fn, make_optimizer),
+            model_kind=model.kind,
+            spec=spec,
+            monitor_size=monitor_size,
+            data=data,
+            eval_data=eval_data,
+            start=start,
+            optimizer=_loop.with_extra_args(make_optimizer(hparams0)),
+            grid={k: v.tolist() for k, v in grid.items()},
+            seeds=seed_list.tolist(),
+            runs_per_chunk=layout.runs_per_chunk,
         )
-        directory = ckpt.open_directory(checkpoint_dir, meta)
+        store = _Store(ckpt.open_directory(checkpoint_dir, meta), start)
 
     bar = tqdm.auto.tqdm(
-        total=num_runs * steps, disable=not progress, unit="run-step", desc="sweep"
+        total=runs.seeds.size * spec.steps, disable=not progress, unit="run-step", desc="sweep"
     )
-    chunks = [
-        np.arange(j * runs_per_chunk, min((j + 1) * runs_per_chunk, num_runs))
-        for j in range(num_run_chunks)
-    ]
-    paths = [
-        None if directory is None else directory / f"runs_{j:05d}.npz"
-        for j in range(num_run_chunks)
-    ]
-    parts: list[Any] = [None] * num_run_chunks
-    for j, path in enumerate(paths):
-        if path is not None and path.exists():
-            saved = ckpt.load_arrays(path)
-            history = {k[2:]: v for k, v in saved.items() if k.startswith("h_")}
-            like = _stacked(params_like, chunks[j].size)
-            parts[j] = (history, ckpt.tree_from_arrays("p", saved, like))
-            bar.update(chunks[j].size * steps)
-    pending = [j for j in range(num_run_chunks) if parts[j] is None]
-    warm = concurrent.futures.Future()
-    warm.set_result(None)
-    if pending:  # every wave has the same shapes: one program, compiled in a thread
-        wave_hparams = {
-            k: jax.ShapeDtypeStruct(
-                (runs_per_chunk * len(devices),), jnp.asarray(v[:1]).dtype, sharding=by_run
-            )
-            for k, v in runs.hparams.items()
-        }
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        warm = pool.submit(
-            _precompile, static, spec, params_like, wave_hparams, by_run, data, monitor, eval_data
-        )
-        pool.shutdown(wait=False)
-    plan = _Plan(static, spec, runs, runs_per_chunk, len(devices), keys, by_run, *shared, warm)
-    for w in range(0, len(pending), len(devices)):  # a wave: one chunk per device
-        wave = pending[w : w + len(devices)]
-        results = _run_wave(plan, [chunks[j] for j in wave], bar)
-        for j, (history, params) in zip(wave, results, strict=True):
-            parts[j] = (history, params)
-            if paths[j] is not None:
-                arrays = {"h_" + k: v for k, v in history.items()}
-                ckpt.save_arrays(paths[j], {**arrays, **ckpt.tree_to_arrays("p", params)})
+    parts: list[Any] = [None] * len(layout.chunks)
+    for j, members in enumerate(layout.chunks):
+        parts[j] = None if store is None else store.load(j, members.size)
+        if parts[j] is not None:
+            bar.update(members.size * spec.steps)
+    pending = [j for j, part in enumerate(parts) if part is None]
+    plan = _Plan(
+        static=static,
+        builder=builder,
+        runs=runs,
+        layout=layout,
+        keys=keys,
+        data=data,
+        monitor=monitor,
+        eval_data=eval_data,
+        warm=_precompile(static, builder, layout, runs, first_key, data, monitor, eval_data)
+        if pending
+        else None,
+    )
+    for w in range(0, len(pending), layout.num_devices):  # a wave: one chunk per device
+        wave = pending[w : w + layout.num_devices]
+        trained = _run_wave(plan, [layout.chunks[j] for j in wave], bar)
+        for j, part in zip(wave, trained, strict=True):
+            parts[j] = part
+            if store is not None:
+                store.save(j, part)
     bar.close()
 
-    curves = {k: np.concatenate([h[k] for h, _ in parts]) for k in parts[0][0] if k != "step"}
-    params = jax.tree.map(lambda *xs: np.concatenate(xs), *[p for _, p in parts])
-    return SweepResult(
+    curves = {k: np.concatenate([p.history[k] for p in parts]) for k in parts[0].history}
+    result = SweepResult(
         hparams=runs.hparams,
         seeds=runs.seeds,
-        steps=np.arange(spec.num_rows, dtype=np.int32) * log_every,
+        steps=np.arange(spec.num_rows, dtype=np.int32) * spec.log_every,
         curves=curves,
-        params=params,
-        num_devices=len(devices),
+        params=_loop.concatenate([p.params for p in parts]),
+        num_devices=layout.num_devices,
+        state=_loop.concatenate([p.state for p in parts]) if model.has_state else None,
+        model_def=model,
+    )
+    if throw:
+        labels = [_loop.describe_run(runs.hparams, runs.seeds, r) for r in range(runs.seeds.size)]
+        _loop.raise_if_diverged(curves["diverged"], result.steps, labels=labels, what="sweep")
+    return result
+
+
+def _wrt(wrt: Any) -> Any:
+    if wrt is not None:
+        return wrt
+    from flax import nnx
+
+    return nnx.Param
+
+
+def _put(tree: Any, sharding: NamedSharding | None) -> Any:
+    tree = _loop.to_device(tree)
+    return tree if sharding is None else jax.device_put(tree, sharding)
+
+
+def _stacked(like: Any, size: int, sharding: Any = None) -> Any:
+    return jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct((size, *s.shape), s.dtype, sharding=sharding), like
     )
 
 
-def _fingerprint(static, grid, seeds, monitor_size, runs_per_chunk, data, eval_data, init_key):
-    """What a checkpoint must agree on (functions by name, the optimizer by a probe)."""
-    loss_fn, init_fn, make_optimizer, spec, _ = static.items
-    params0 = _init_params(Static(init_fn), init_key)
-    hparams0 = {k: jnp.asarray(v[0]) for k, v in grid.items()}
-    return {
-        "kind": "sweep",
-        "functions": [ckpt.function_name(f) for f in (loss_fn, init_fn, make_optimizer)],
-        "grid": {k: v.tolist() for k, v in grid.items()},
-        "seeds": seeds.tolist(),
-        "spec": [
-            spec.steps,
-            spec.batch_size,
-            spec.log_every,
-            spec.chunk_size,
-            monitor_size,
-            spec.divergence_factor,
-            runs_per_chunk,
-        ],
-        "callbacks": [[ckpt.function_name(type(cb)), cb.every] for cb in spec.callbacks],
-        "data": ckpt.describe(data),
-        "eval_data": None if eval_data is None else ckpt.describe(eval_data),
-        "init": ckpt.describe(params0),
-        "optimizer": ckpt.describe(_probe(make_optimizer(hparams0), params0)),
-    }
+class _Layout(NamedTuple):
+    """How the runs are split: balanced chunks, each padded to ``width`` lanes."""
+
+    chunks: list[np.ndarray]  # run indices of each chunk
+    runs_per_chunk: int  # the most runs in a chunk (balanced: sizes differ by at most 1)
+    width: int  # lanes per chunk on a device: runs_per_chunk padded to a shared size
+    num_devices: int
+    mesh: Mesh | None  # 1-D "runs" mesh over the devices; None on one device
+
+    @property
+    def lanes(self) -> int:
+        """Runs a wave trains at once: one padded chunk per device."""
+        return self.width * self.num_devices
+
+    @property
+    def by_run(self) -> NamedSharding | None:
+        return None if self.mesh is None else NamedSharding(self.mesh, P(programs.RUNS))
+
+    @classmethod
+    def of(cls, num_runs: int, devices: Any, max_parallel: Any) -> _Layout:
+        devices = list(jax.devices() if devices is None else devices)
+        if not devices:
+            raise ValueError("`devices` is empty; pass None to use jax.devices().")
+        explicit = max_parallel is not None
+        if not explicit:
+            max_parallel = math.ceil(num_runs / len(devices))
+        max_parallel = checks.positive_int("max_parallel", max_parallel)
+        num_chunks = math.ceil(num_runs / max_parallel)
+        per_chunk = math.ceil(num_runs / num_chunks)
+        # Padding a chunk to a shared width lets grids of nearby sizes share one program;
+        # an explicit max_parallel is a memory bound and caps it.
+        width = _loop.padded_width(per_chunk, max_parallel if explicit else 2 * per_chunk)
+        chunks = [
+            np.arange(j * per_chunk, min((j + 1) * per_chunk, num_runs)) for j in range(num_chunks)
+        ]
+        mesh = Mesh(np.array(devices), (programs.RUNS,)) if len(devices) > 1 else None
+        return cls(chunks, per_chunk, width, len(devices), mesh)
 
 
-def _stacked(like: Any, size: int) -> Any:
-    return jax.tree.map(lambda s: jax.ShapeDtypeStruct((size, *s.shape), s.dtype), like)
+class _Part(NamedTuple):
+    """The outcome of one chunk of runs, on the host."""
+
+    history: dict[str, np.ndarray]  # metric -> (runs, rows)
+    params: Any  # final trained parameters, leading (runs,) axis
+    state: Any  # final model state, leading (runs,) axis; None without
 
 
-def _precompile(static, spec, params_like, hparams, by_run, data, monitor, eval_data) -> None:
-    """Compiles the training program of a wave from abstract values.
+class _Store:
+    """The checkpoint of a sweep: one file per finished chunk of runs."""
 
-    Run in a second thread while the main one sets the runs up (XLA compiles without
-    holding the GIL); the first chunk then finds the program in ``jit``'s cache. Best
-    effort: a failure here is left to the real call to report (it compiles again).
-    """
-    try:
-        num_runs = jax.tree.leaves(hparams)[0].shape[0]
-        params = _stacked(params_like, num_runs)
-        state = jax.eval_shape(functools.partial(_init_runs, static), hparams, params, monitor)
-        idx = None
-        if spec.batch_size is not None:
-            idx = jax.ShapeDtypeStruct((num_runs, spec.chunk_size, spec.batch_size), jnp.int32)
-        state, idx = jax.tree.map(
-            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=by_run), (state, idx)
-        )
-        _chunk.lower(static, state, hparams, idx, 0, data, monitor, eval_data).compile()
-    except Exception:  # a failed warm-up only costs the compilation later
-        pass
+    def __init__(self, directory, start: tuple[Any, Any]):
+        self.directory, self.start = directory, start
+
+    def _path(self, j: int):
+        return self.directory / f"runs_{j:05d}.npz"
+
+    def load(self, j: int, size: int) -> _Part | None:
+        path = self._path(j)
+        if not path.exists():
+            return None
+        saved = ckpt.load_arrays(path)
+        history = {k[2:]: v for k, v in saved.items() if k.startswith("h_")}
+        params_like, state_like = self.start
+        params = ckpt.tree_from_arrays("p", saved, _stacked(params_like, size))
+        state = None
+        if state_like is not None:
+            state = ckpt.tree_from_arrays("m", saved, _stacked(state_like, size))
+        return _Part(history, params, state)
+
+    def save(self, j: int, part: _Part) -> None:
+        arrays = {"h_" + k: v for k, v in part.history.items()}
+        arrays.update(ckpt.tree_to_arrays("p", part.params))
+        if part.state is not None:
+            arrays.update(ckpt.tree_to_arrays("m", part.state))
+        ckpt.save_arrays(self._path(j), arrays)
 
 
 class _Plan(NamedTuple):
     """What every wave of a sweep shares."""
 
-    static: Static
-    spec: Spec
-    runs: Any  # _grid.make_runs: hparams and seed of every run
-    width: int  # runs per chunk (chunks are padded to it)
-    num_devices: int
+    static: _loop.Static  # of the training program: model, make_optimizer, spec, mesh
+    builder: _loop.Static  # of the program building a seed's start: model, init_fn
+    runs: _grid.Runs  # hparams and seed of every run
+    layout: _Layout
     keys: dict  # seed -> (init_key, data_key)
-    by_run: NamedSharding | None  # sharding of the run axis (None on one device)
     data: Any
     monitor: Any
     eval_data: Any
-    warm: concurrent.futures.Future  # of _precompile, awaited before the first chunk
+    warm: concurrent.futures.Future | None  # of _precompile, awaited before the first chunk
 
 
-def _run_wave(plan: _Plan, chunks: list[np.ndarray], bar) -> list:
-    """Trains one chunk of runs per device, each padded to ``plan.width`` runs.
+def _abstract_args(static, builder, layout, runs, key, data, monitor, eval_data) -> tuple:
+    """Abstract arguments of a wave's training program (what ``_run_wave`` passes)."""
+    lanes, by_run = layout.lanes, layout.by_run
+    hparams = {
+        k: jax.ShapeDtypeStruct((lanes,), jnp.asarray(v[:1]).dtype, sharding=by_run)
+        for k, v in runs.hparams.items()
+    }
+    params, model_state = jax.eval_shape(lambda k: programs.build(builder, k), key)
+    keys = None
+    if static.model.uses_key:
+        keys = jax.ShapeDtypeStruct((lanes,), jax.random.key(0).dtype, sharding=by_run)
+    start = (_stacked(params, lanes, by_run), _stacked(model_state, lanes, by_run))
+    state = jax.eval_shape(
+        lambda *a: programs.init_runs(static, *a), hparams, *start, keys, monitor
+    )
+    idx = None
+    if static.spec.batch_size is not None:
+        idx = jax.ShapeDtypeStruct(
+            (lanes, static.spec.chunk_size, static.spec.batch_size), jnp.int32, sharding=by_run
+        )
+    state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=by_run), state)
+    start_step = jax.ShapeDtypeStruct((), jnp.int32)
+    return state, hparams, idx, start_step, data, monitor, eval_data
 
-    Every device runs ``vmap`` over ``width`` runs, the same program one device runs for
-    one chunk, so the numbers do not depend on the number of devices. Missing chunks
-    (fewer than ``num_devices`` left) are filled with copies. Returns, per chunk, its
-    history and final parameters as host arrays.
+
+def _precompile(static, builder, layout, runs, key, data, monitor, eval_data):
+    """Compiles the training program of a wave from abstract values, in a second thread.
+
+    XLA compiles without holding the GIL, so this overlaps with setting the runs up;
+    the first chunk then finds the program in the cache. Best effort: a failure here is
+    left to the real call to report (it compiles again).
     """
-    static, spec, runs, width, num_devices, keys, by_run, data, monitor, eval_data, warm = plan
+
+    def compile_wave():
+        try:
+            args = _abstract_args(static, builder, layout, runs, key, data, monitor, eval_data)
+            programs.train_runs.executable(static, *args)
+        except Exception:  # a failed warm-up only costs the compilation later
+            pass
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(compile_wave)
+    pool.shutdown(wait=False)
+    return future
+
+
+def _run_wave(plan: _Plan, chunks: list[np.ndarray], bar) -> list[_Part]:
+    """Trains one chunk of runs per device, each padded to ``layout.width`` lanes.
+
+    Missing chunks (fewer than ``num_devices`` left) are filled with copies; the padding
+    lanes repeat the chunk's last run and are dropped from the result.
+    """
+    layout, runs, static = plan.layout, plan.runs, plan.static
+    width = layout.width
     padded = [np.concatenate([m, np.full(width - m.size, m[-1])]) for m in chunks]
-    padded += [padded[-1]] * (num_devices - len(chunks))
+    padded += [padded[-1]] * (layout.num_devices - len(chunks))
     take = np.concatenate(padded)
     seeds = runs.seeds[take]
 
     def put(tree):
-        return tree if by_run is None else jax.device_put(tree, by_run)
+        return tree if layout.by_run is None else jax.device_put(tree, layout.by_run)
 
     hparams = put({k: jnp.asarray(v[take]) for k, v in runs.hparams.items()})
     unique, which = np.unique(seeds, return_inverse=True)
-    # Initialised once per seed by a small program of its own, compiled once per
-    # `init_fn`, not inside the training program (random-number code compiles slowly).
-    init_fn = Static(static.items[1])
-    params = jax.device_get([_init_params(init_fn, keys[int(s)][0]) for s in unique])
-    params = put(jax.tree.map(lambda *xs: np.stack(xs)[which], *params))
-    data_words = [key_words(keys[int(s)][1]) for s in unique]
-    state = _init(static, hparams, params, monitor)
-    warm.result()  # the training program, compiled meanwhile
+    starts = jax.device_get([programs.build(plan.builder, plan.keys[int(s)][0]) for s in unique])
+    params, model_state = put(_loop.stack_take(starts, which))
+    keys = None
+    if static.model.uses_key:
+        data_keys = [_loop.typed_key(plan.keys[int(s)][1]) for s in seeds]
+        keys = put(jax.random.wrap_key_data(jnp.stack([jax.random.key_data(k) for k in data_keys])))
+    run = programs.init_runs(static, hparams, params, model_state, keys, plan.monitor)
+    if plan.warm is not None:
+        plan.warm.result()  # the training program, compiled meanwhile
+    data_words = [_loop.key_words(plan.keys[int(s)][1]) for s in unique]
     num_real = sum(m.size for m in chunks)
-    rows = []
-    for c in range(spec.num_chunks):
-        start = c * spec.chunk_size
-        idx = None
-        if spec.batch_size is not None:
-            per_seed = np.stack(
-                [
-                    minibatch_indices(w, start, spec.chunk_size, spec.num_examples, spec.batch_size)
-                    for w in data_words
-                ]
-            )
-            idx = put(jnp.asarray(per_seed[which]))
-        state, chunk_rows = _chunk(static, state, hparams, idx, start, data, monitor, eval_data)
-        rows.append(jax.device_get(chunk_rows))
-        done = min(start + spec.chunk_size, spec.steps) - min(start, spec.steps)
-        bar.update(num_real * done)
-    history = assemble_history(rows, spec, axis=1)
-    params = jax.device_get(state.params)
+    run, rows = _loop.run_chunks(
+        lambda run, start, idx: programs.train_runs(
+            static, run, hparams, idx, start, plan.data, plan.monitor, plan.eval_data
+        ),
+        run,
+        static.spec,
+        indices=lambda start: (
+            None
+            if static.spec.batch_size is None
+            else put(jnp.asarray(_loop.chunk_indices(static.spec, data_words, which, start)))
+        ),
+        progress=lambda steps: bar.update(num_real * steps),
+    )
+    history = _loop.assemble_history(rows, static.spec, axis=1)
+    final = jax.device_get((run.params, run.model_state))
     out = []
     for i, m in enumerate(chunks):
-        sl = slice(i * width, i * width + m.size)
-        out.append(
-            (
-                {k: v[sl] for k, v in history.items() if k != "step"},
-                jax.tree.map(lambda x, sl=sl: np.asarray(x)[sl], params),
-            )
-        )
+        lanes = slice(i * width, i * width + m.size)
+        params, state = _loop.host_take(final, lanes)
+        out.append(_Part({k: v[lanes] for k, v in history.items() if k != "step"}, params, state))
     return out

@@ -1,7 +1,7 @@
 """Training loop: a compiled ``lax.scan`` with minibatching, history and callbacks."""
 
-from jaxopt_lab.train._callbacks import Callback as Callback
-from jaxopt_lab.train._engine import minibatch_indices as minibatch_indices
+from jaxopt_lab._loop import Callback as Callback
+from jaxopt_lab._loop import minibatch_indices as minibatch_indices
 from jaxopt_lab.train._train import TrainResult as TrainResult
 from jaxopt_lab.train._train import train as train
 

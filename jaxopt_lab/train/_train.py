@@ -7,66 +7,34 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import tqdm.auto
 
+from jaxopt_lab import _loop
+from jaxopt_lab._loop import checkpoint as ckpt
+from jaxopt_lab._loop import checks
 from jaxopt_lab._types import OptState, Params
-from jaxopt_lab.train import _checkpoint as ckpt
-from jaxopt_lab.train import _checks as checks
-from jaxopt_lab.train._callbacks import Callback
-from jaxopt_lab.train._engine import (
-    RunState,
-    Spec,
-    Static,
-    init_run,
-    jit,
-    key_words,
-    minibatch_indices,
-    run_chunk,
-)
 
 
 class TrainResult(NamedTuple):
     """What :func:`train` returns."""
 
-    params: Params  # final parameters (the last finite ones if the run was frozen)
+    params: Params  # final trained parameters (the last finite ones if the run was frozen)
     opt_state: OptState  # final optimizer state
     history: dict[str, np.ndarray]  # metric name -> (num_rows,) array; see `train`
+    state: Any = None  # final model state: `state=` of a functional model, or the
+    #                    non-trained variables of an NNX module (BatchNorm statistics, RNGs)
+    model: Any = None  # NNX: the trained module, in evaluation mode; None otherwise
 
-
-def _run_chunk(static: Static, state: RunState, start, indices, data, monitor, eval_data):
-    loss_fn, optimizer, spec = static.items
-    return run_chunk(loss_fn, optimizer, spec, state, start, indices, data, monitor, eval_data)
-
-
-_chunk = jit(_run_chunk, static_argnums=0, donate_argnums=1)
-
-
-def assemble_history(chunks: list[dict[str, np.ndarray]], spec: Spec, axis: int) -> dict:
-    """Concatenates per-chunk rows along ``axis`` and drops the padding rows."""
-    if not chunks:
-        return {}
-    history = {}
-    for name in chunks[0]:
-        rows = np.concatenate([c[name] for c in chunks], axis=axis)
-        history[name] = np.take(rows, np.arange(spec.num_rows), axis=axis)
-    history["step"] = np.arange(spec.num_rows, dtype=np.int32) * spec.log_every
-    return history
-
-
-def _probe(optimizer: optax.GradientTransformation, params: Params) -> Any:
-    """One update from all-ones gradients: tells optimizers apart for checkpoints."""
-    try:
-        grads = jax.tree.map(jnp.ones_like, params)
-        return optimizer.update(grads, optimizer.init(params), params)[0]
-    except Exception:  # an optimizer that needs extra arguments: not fingerprinted
-        return None
+    @property
+    def diverged(self) -> bool:
+        """Whether the run was frozen (a non-finite value, or above the divergence bound)."""
+        return bool(self.history["diverged"][-1])
 
 
 def train(
-    loss_fn: Callable[[Params, Any], jax.Array],
+    loss_fn: Callable[..., jax.Array],
     params: Params,
     optimizer: optax.GradientTransformation,
     data: Any,
@@ -75,8 +43,10 @@ def train(
     batch_size: int | None = None,
     key: jax.Array | None,
     eval_data: Any = None,
+    state: Any = None,
+    wrt: Any = None,
     log_every: int = 1,
-    callbacks: Sequence[Callback] = (),
+    callbacks: Sequence[_loop.Callback] = (),
     schedule: Callable[[jax.Array], jax.Array] | None = None,
     monitor_size: int = 1024,
     divergence_factor: float | None = None,
@@ -84,13 +54,31 @@ def train(
     progress: bool = True,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
+    throw: bool = False,
 ) -> TrainResult:
     r"""Trains ``params`` with ``optimizer`` for ``steps`` updates, in one compiled loop.
 
     The loop is a ``lax.scan`` compiled once and called in chunks of ``chunk_size``
     steps (a progress bar advances per chunk); the parameters and optimizer state are
-    donated to it. A second call with the same ``loss_fn``, ``optimizer``, callbacks and
-    settings reuses the compiled program.
+    donated to it. A second call that computes the same program (the same loss, an
+    optimizer with the same rule and settings, even as a new object) reuses it.
+
+    Three kinds of model train here:
+
+    - a pytree of arrays, ``loss_fn(params, batch) -> scalar``: every leaf is trained;
+    - a Flax NNX module, ``loss_fn(model, batch) -> scalar``: the optimizer acts on its
+      ``nnx.Param`` variables (or those ``wrt`` selects, as for ``nnx.Optimizer``); every
+      other variable is carried through the loop, so BatchNorm statistics are updated by
+      the training steps and ``nnx.Rngs`` streams advance (Dropout draws a new mask every
+      step). Training steps see the module in training mode; ``train_loss`` and
+      ``val_loss`` see it in evaluation mode (running averages, no dropout).
+      ``TrainResult.model`` is the trained module;
+    - a functional model with state (Linen ``batch_stats``), ``state=initial_state`` and
+      ``loss_fn(params, state, batch, key) -> (loss, new_state)``: ``key`` is
+      ``jax.random.fold_in(key, t)`` at training step ``t`` (from ``key``, or
+      ``jax.random.key(0)`` when ``key`` is None); the monitoring and validation losses
+      call it with ``key=None``: treat that as evaluation mode, the state it returns there
+      is discarded. ``TrainResult.state`` is the final state.
 
     Step ``t`` counts updates: history row ``t`` describes :math:`\theta_t`, the
     parameters after ``t`` updates, and the update that leaves it. Rows are kept for
@@ -110,24 +98,34 @@ def train(
       non-finite value (``nonfinite``), or for any reason (``diverged``);
     - one entry per callback metric (NaN where the callback was not evaluated).
 
-    A run that produces inf or NaN (loss, gradient, parameters or optimizer state), or
-    whose ``train_loss`` exceeds ``divergence_factor`` times the magnitude of its initial
-    value, stops changing: its state stays at the last finite values and it is flagged.
-    Nothing is raised inside compiled code.
+    The optimizer's ``update`` receives ``value`` (the minibatch loss), ``grad`` and
+    ``value_fn`` (the minibatch loss as a function of the parameters) as extra arguments,
+    so ``jol.newton``, ``optax.lbfgs()`` with its line search and
+    ``optax.contrib.reduce_on_plateau`` train unchanged.
+
+    A run that produces inf or NaN (loss, gradient, parameters, optimizer or model
+    state), or whose ``train_loss`` exceeds ``divergence_factor`` times the magnitude of
+    its initial value, stops changing: its state stays at the last finite values and it
+    is flagged (``TrainResult.diverged``). Nothing is raised inside compiled code; with
+    ``throw=True`` a :class:`jaxopt_lab.DivergedError` is raised after the loop.
 
     Minibatches (``batch_size`` given) are drawn without replacement, reshuffled every
     epoch from ``key`` (see :func:`jaxopt_lab.train.minibatch_indices`); the same key
     gives the same run. ``batch_size=None`` trains on all of ``data`` at every step.
 
     Args:
-      loss_fn: ``loss_fn(params, batch) -> scalar``; ``batch`` has ``data``'s structure.
-      params: the initial parameters, any pytree of arrays (not modified).
+      loss_fn: the loss, as above for the kind of model.
+      params: the initial parameters (any pytree of float arrays) or an ``nnx.Module``;
+        not modified.
       optimizer: an ``optax.GradientTransformation``, e.g. ``jol.momentum(0.1, 0.9)``.
       data: a pytree of arrays sharing a leading (example) axis.
       steps: the number of updates, ``>= 1``.
       batch_size: examples per update, or ``None`` for full batch.
-      key: a PRNG key for minibatch order; may be ``None`` for full batch.
+      key: a PRNG key for minibatch order (and a stateful model's per-step keys); may
+        be ``None`` for full batch.
       eval_data: optional validation data, structured like ``data``.
+      state: the initial state of a functional model (see above); None otherwise.
+      wrt: NNX only: the filter of the trained variables (default ``nnx.Param``).
       log_every: one history row every ``log_every`` steps; must divide ``steps``.
       callbacks: :class:`Callback` s evaluated every ``callback.every`` steps.
       schedule: the learning-rate schedule inside ``optimizer``, to log it.
@@ -143,12 +141,14 @@ def train(
         recognised by one probe update, the loss function by its name.
       checkpoint_every: steps between checkpoints, rounded up to whole chunks
         (default: every chunk).
+      throw: raise :class:`jaxopt_lab.DivergedError` if the run diverged.
 
     Returns:
-      A :class:`TrainResult` ``(params, opt_state, history)``.
+      A :class:`TrainResult` ``(params, opt_state, history, state, model)``.
 
     Raises:
       ValueError: for bad arguments, naming the argument.
+      DivergedError: with ``throw=True``, when the run diverged.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -164,103 +164,128 @@ def train(
       >>> bool(result.history["train_loss"][-1] < result.history["train_loss"][0])
       True
 
-      A Flax NNX model is trained through its state: split it into a static graph and
-      a state pytree, merge inside the loss, and merge the trained state back::
+      A Flax NNX model trains as it is::
 
         from flax import nnx
 
         model = nnx.Linear(64, 10, rngs=nnx.Rngs(0))
-        graphdef, state = nnx.split(model)
 
-        def nnx_loss(state, batch):
-            logits = nnx.merge(graphdef, state)(batch.x)
+        def nnx_loss(model, batch):
+            logits = model(batch.x)
             return optax.softmax_cross_entropy_with_integer_labels(logits, batch.y).mean()
 
-        result = jol.train(nnx_loss, state, optax.sgd(0.5), ds.train, steps=100, key=None)
-        model = nnx.merge(graphdef, result.params)
+        result = jol.train(nnx_loss, model, optax.sgd(0.5), ds.train, steps=100, key=None)
+        trained = result.model
     """
-    steps = checks.positive_int("steps", steps)
     n = checks.leading_axis("data", data)
-    if eval_data is not None:
-        checks.leading_axis("eval_data", eval_data)
-    batch_size = checks.check_batch_size(batch_size, n)
-    if batch_size is not None and key is None:
-        raise ValueError("`key` is needed to draw minibatches; pass e.g. jax.random.key(0).")
-    log_every = checks.check_log_every(log_every, steps)
-    if not (
-        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
-    ):
-        raise TypeError(f"`optimizer` must be an optax.GradientTransformation, got {optimizer!r}.")
-    spec = Spec(
+    spec = checks.build_spec(
         steps=steps,
         num_examples=n,
         batch_size=batch_size,
         log_every=log_every,
-        chunk_size=checks.choose_chunk_size(chunk_size, steps, log_every),
-        divergence_factor=checks.check_divergence_factor(divergence_factor),
-        callbacks=checks.check_callbacks(callbacks),
+        chunk_size=chunk_size,
+        divergence_factor=divergence_factor,
+        callbacks=callbacks,
         schedule=schedule,
     )
-    monitor = checks.to_device(checks.monitoring_subset(data, n, monitor_size))
-    data = checks.to_device(data)
-    eval_data = None if eval_data is None else checks.to_device(eval_data)
-    static = Static(loss_fn, optimizer, spec)
-    # Eager: a jitted init would be compiled anew for every optimizer.
-    state = init_run(loss_fn, optimizer, spec, params, monitor)
+    if eval_data is not None:
+        checks.leading_axis("eval_data", eval_data)
+    if spec.batch_size is not None and key is None:
+        raise ValueError("`key` is needed to draw minibatches; pass e.g. jax.random.key(0).")
+    optimizer = _loop.with_extra_args(checks.check_optimizer("optimizer", optimizer))
+    model, params, model_state = _loop.model_from_params(loss_fn, params, state, _wrt(wrt))
+    monitor = _loop.to_device(_loop.monitoring_subset(data, n, monitor_size))
+    data = _loop.to_device(data)
+    eval_data = None if eval_data is None else _loop.to_device(eval_data)
+    # Eager: a compiled init would be compiled anew for every optimizer.
+    run = _loop.init_run(model, optimizer, spec, params, model_state, _loop.typed_key(key), monitor)
+    static = _loop.Static(model=model, optimizer=optimizer, spec=spec)
 
-    chunks: list[dict[str, np.ndarray]] = []
-    first = 0
-    path = None
+    saver = None
     if checkpoint_dir is not None:
         every = checks.positive_int("checkpoint_every", checkpoint_every or spec.chunk_size)
-        meta = {
-            "kind": "train",
-            "loss_fn": ckpt.function_name(loss_fn),
-            "spec": [
-                steps,
-                batch_size,
-                log_every,
-                spec.chunk_size,
-                monitor_size,
-                spec.divergence_factor,
-            ],
-            "callbacks": [[ckpt.function_name(type(cb)), cb.every] for cb in spec.callbacks],
-            "schedule": None if schedule is None else ckpt.function_name(schedule),
-            "key": None if key is None else ckpt.describe(key),
-            "data": ckpt.describe(data),
-            "eval_data": None if eval_data is None else ckpt.describe(eval_data),
-            "params": ckpt.describe(params),
-            "optimizer": ckpt.describe(_probe(optimizer, params)),
-        }
-        path = ckpt.open_directory(checkpoint_dir, meta) / "train.npz"
-        if path.exists():
-            saved = ckpt.load_arrays(path)
-            state = checks.to_device(ckpt.tree_from_arrays("s", saved, state))
-            first = int(saved["next_chunk"])
-            if first:
-                names = sorted(k[2:] for k in saved if k.startswith("h_"))
-                chunks = [{k: saved["h_" + k] for k in names}]
+        meta = ckpt.fingerprint(
+            "train",
+            functions=(loss_fn,),
+            model_kind=model.kind,
+            spec=spec,
+            monitor_size=monitor_size,
+            data=data,
+            eval_data=eval_data,
+            start=(params, model_state),
+            optimizer=optimizer,
+            key=None if key is None else ckpt.describe(key),
+        )
+        saver = _Saver(ckpt.open_directory(checkpoint_dir, meta) / "train.npz", every, spec)
+        run = saver.restore(run)
 
-    words = None if key is None else key_words(key)
-    bar = tqdm.auto.tqdm(total=steps, disable=not progress, unit="step", desc="train")
-    bar.update(min(first * spec.chunk_size, steps))
-    last_saved = first * spec.chunk_size
-    for c in range(first, spec.num_chunks):
-        start = c * spec.chunk_size
-        idx = None
-        if batch_size is not None:
-            idx = minibatch_indices(words, start, spec.chunk_size, n, batch_size)
-        state, rows = _chunk(static, state, start, idx, data, monitor, eval_data)
-        chunks.append(jax.device_get(rows))
-        end = start + spec.chunk_size
-        bar.update(min(end, steps) - min(start, steps))
-        if path is not None and (end - last_saved >= every or c == spec.num_chunks - 1):
-            history = {k: np.concatenate([ch[k] for ch in chunks]) for k in chunks[0]}
-            chunks = [history]
-            arrays = ckpt.tree_to_arrays("s", jax.device_get(state))
-            arrays.update({"h_" + k: v for k, v in history.items()})
-            ckpt.save_arrays(path, {**arrays, "next_chunk": np.asarray(c + 1)})
-            last_saved = end
+    words = None if key is None else [_loop.key_words(key)]
+    bar = tqdm.auto.tqdm(total=spec.steps, disable=not progress, unit="step", desc="train")
+    first = 0 if saver is None else saver.next_chunk
+    bar.update(min(first * spec.chunk_size, spec.steps))
+    run, rows = _loop.run_chunks(
+        lambda run, start, idx: _loop.programs.train_run(
+            static, run, start, idx, data, monitor, eval_data
+        ),
+        run,
+        spec,
+        indices=lambda start: _loop.chunk_indices(spec, words, None, start),
+        first=first,
+        progress=bar.update,
+        after=None if saver is None else saver.save,
+    )
     bar.close()
-    history = assemble_history(chunks, spec, axis=0)
-    return TrainResult(params=state.params, opt_state=state.opt_state, history=history)
+    history = _loop.assemble_history((saver.rows if saver else []) + rows, spec, axis=0)
+    if throw:
+        _loop.raise_if_diverged(
+            history["diverged"][None], history["step"], labels=["the run"], what="train"
+        )
+    return TrainResult(
+        params=run.params,
+        opt_state=run.opt_state,
+        history=history,
+        state=run.model_state,
+        model=model.module(run.params, run.model_state),
+    )
+
+
+def _wrt(wrt: Any) -> Any:
+    if wrt is not None:
+        return wrt
+    from flax import nnx
+
+    return nnx.Param
+
+
+class _Saver:
+    """The checkpoint of one run: its state and history rows, every ``every`` steps."""
+
+    def __init__(self, path, every: int, spec: _loop.Spec):
+        self.path, self.every, self.spec = path, every, spec
+        self.next_chunk = 0
+        self.rows: list[dict[str, np.ndarray]] = []  # rows of the chunks restored
+
+    def restore(self, run: _loop.RunState) -> _loop.RunState:
+        if not self.path.exists():
+            return run
+        saved = ckpt.load_arrays(self.path)
+        run = _loop.to_device(ckpt.tree_from_arrays("s", saved, run))
+        self.next_chunk = int(saved["next_chunk"])
+        if self.next_chunk:
+            names = sorted(k[2:] for k in saved if k.startswith("h_"))
+            self.rows = [{k: saved["h_" + k] for k in names}]
+        return run
+
+    def save(self, chunk: int, run: _loop.RunState, rows: list) -> None:
+        end = (chunk + 1) * self.spec.chunk_size
+        if end - self.next_chunk * self.spec.chunk_size < self.every and (
+            chunk != self.spec.num_chunks - 1
+        ):
+            return
+        done = self.rows + rows
+        history = {k: np.concatenate([ch[k] for ch in done]) for k in done[0]}
+        arrays = ckpt.tree_to_arrays("s", jax.device_get(run))
+        arrays.update({"h_" + k: v for k, v in history.items()})
+        ckpt.save_arrays(self.path, {**arrays, "next_chunk": np.asarray(chunk + 1)})
+        self.next_chunk = chunk + 1
+        self.rows, rows[:] = [history], []

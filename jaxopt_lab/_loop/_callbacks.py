@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Protocol, runtime_checkable
 
 import jax
@@ -23,6 +25,13 @@ class Callback(Protocol):
     Its metrics land in ``history[name]`` with one entry per logged step
     (``t % log_every == 0``), so choose ``every`` as a multiple of ``log_every``:
     values computed at steps that are not logged are not kept (the state is).
+
+    The whole training state is there for a callback that asks: a ``__call__`` that
+    accepts the keyword arguments ``opt_state`` (the optimizer state, e.g. Adam's moments),
+    ``model_state`` (the model's other state: BatchNorm statistics, ``state=`` of a
+    functional model; None without) or ``model`` (for a Flax NNX model, the module in
+    evaluation mode; None otherwise), or ``**kwargs``, gets them. For an NNX model
+    ``params`` is the ``nnx.State`` the optimizer acts on.
 
     Attributes:
       every: a static Python ``int >= 1``.
@@ -58,3 +67,33 @@ class Callback(Protocol):
         ``step`` is an int32 scalar (traced); ``params`` are :math:`\\theta_t`.
         """
         ...
+
+
+EXTRAS = ("opt_state", "model_state", "model")
+"""The keyword arguments a callback may accept, besides ``step, params, state``."""
+
+
+@functools.cache
+def _accepted(call: Any) -> frozenset[str]:
+    try:
+        parameters = inspect.signature(call).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: the basic signature
+        return frozenset()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return frozenset(EXTRAS)
+    return frozenset(p.name for p in parameters if p.name in EXTRAS and p.kind != p.POSITIONAL_ONLY)
+
+
+def accepted_extras(callback: Any) -> frozenset[str]:
+    """Which of :data:`EXTRAS` ``callback.__call__`` accepts."""
+    call = type(callback).__call__ if not inspect.isfunction(callback) else callback
+    try:
+        return _accepted(call)
+    except TypeError:  # unhashable callable
+        return _accepted.__wrapped__(call)
+
+
+def call_callback(callback: Any, step: Any, params: Any, state: Any, **extras: Any) -> Any:
+    """``callback(step, params, state, **the extras it accepts)``."""
+    wanted = accepted_extras(callback)
+    return callback(step, params, state, **{k: v for k, v in extras.items() if k in wanted})

@@ -16,6 +16,7 @@ import tempfile
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 META = "meta.json"
@@ -116,3 +117,52 @@ def function_name(fn: Any) -> str:
     """A stable name for a function argument (module and qualified name)."""
     fn = getattr(fn, "func", fn)  # functools.partial
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+def probe(optimizer: Any, params: Any) -> Any:
+    """One update from all-ones gradients: tells optimizers apart for checkpoints."""
+    try:
+        grads = jax.tree.map(jnp.ones_like, params)
+        return optimizer.update(grads, optimizer.init(params), params)[0]
+    except Exception:  # an optimizer that needs extra arguments: not fingerprinted
+        return None
+
+
+def fingerprint(
+    kind: str,
+    *,
+    functions: tuple,
+    model_kind: str,
+    spec: Any,
+    monitor_size: int,
+    data: Any,
+    eval_data: Any,
+    start: tuple[Any, Any],
+    optimizer: Any,
+    **extra: Any,
+) -> dict[str, Any]:
+    """What a checkpoint must agree on before it is resumed (``open_directory`` checks it).
+
+    Functions count by name, the optimizer by one probe update at the starting
+    parameters, data and starting point by content hash.
+    """
+    return {
+        "kind": kind,
+        "functions": [function_name(f) for f in functions],
+        "model": model_kind,
+        "spec": [
+            spec.steps,
+            spec.batch_size,
+            spec.log_every,
+            spec.chunk_size,
+            monitor_size,
+            spec.divergence_factor,
+        ],
+        "callbacks": [[function_name(type(cb)), cb.every] for cb in spec.callbacks],
+        "schedule": None if spec.schedule is None else function_name(spec.schedule),
+        "data": describe(data),
+        "eval_data": None if eval_data is None else describe(eval_data),
+        "start": describe(start),
+        "optimizer": describe(probe(optimizer, start[0])),
+        **extra,
+    }

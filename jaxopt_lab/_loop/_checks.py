@@ -5,13 +5,24 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
+from jaxopt_lab._loop._callbacks import Callback
+from jaxopt_lab._loop._step import Spec
 from jaxopt_lab._validation import leading_axis as leading_axis
 from jaxopt_lab._validation import positive_int as positive_int
-from jaxopt_lab.train._callbacks import Callback
+
+
+def is_optimizer(obj: Any) -> bool:
+    """Whether ``obj`` looks like an optax transformation: callable ``init`` and ``update``."""
+    return callable(getattr(obj, "init", None)) and callable(getattr(obj, "update", None))
+
+
+def check_optimizer(name: str, obj: Any) -> Any:
+    if not is_optimizer(obj):
+        raise TypeError(
+            f"`{name}` must be an optax.GradientTransformation (with `init` and `update`), "
+            f"got {obj!r}; e.g. jol.momentum(0.1, 0.9) or optax.adam(1e-3)."
+        )
+    return obj
 
 
 def check_batch_size(batch_size: int | None, num_examples: int) -> int | None:
@@ -65,20 +76,27 @@ def check_divergence_factor(factor: float | None) -> float | None:
     return factor
 
 
-def to_device(tree: Any) -> Any:
-    """The leaves of ``tree`` as JAX arrays (transferred once, not on every call)."""
-    return jax.tree.map(jnp.asarray, tree)
-
-
-def monitoring_subset(data: Any, num_examples: int, monitor_size: int) -> Any:
-    """A fixed subset of ``data`` (the same for every key and run) for the train loss.
-
-    All of ``data`` when ``monitor_size >= num_examples``; else ``monitor_size``
-    examples drawn once without replacement with NumPy seed 0, in data order (gathered
-    where ``data`` lives: NumPy arrays on the host, JAX arrays on their device).
-    """
-    monitor_size = positive_int("monitor_size", monitor_size)
-    if monitor_size >= num_examples:
-        return data
-    idx = np.sort(np.random.default_rng(0).choice(num_examples, monitor_size, replace=False))
-    return jax.tree.map(lambda a: a[idx], data)
+def build_spec(
+    *,
+    steps: Any,
+    num_examples: int,
+    batch_size: Any,
+    log_every: Any,
+    chunk_size: Any,
+    divergence_factor: Any,
+    callbacks: Any,
+    schedule: Any = None,
+) -> Spec:
+    """The checked :class:`Spec` of a run (``steps`` checked before the others)."""
+    steps = positive_int("steps", steps)
+    log_every = check_log_every(log_every, steps)
+    return Spec(
+        steps=steps,
+        num_examples=num_examples,
+        batch_size=check_batch_size(batch_size, num_examples),
+        log_every=log_every,
+        chunk_size=choose_chunk_size(chunk_size, steps, log_every),
+        divergence_factor=check_divergence_factor(divergence_factor),
+        callbacks=check_callbacks(callbacks),
+        schedule=schedule,
+    )

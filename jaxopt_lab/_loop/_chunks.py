@@ -1,0 +1,62 @@
+"""The host loop over chunks, the same for one run and for many."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxopt_lab._loop._data import minibatch_indices
+from jaxopt_lab._loop._step import Spec
+
+
+def chunk_indices(
+    spec: Spec, words: Sequence[tuple[int, ...]] | None, which: np.ndarray | None, start: int
+) -> np.ndarray | None:
+    """Minibatch indices of the chunk starting at ``start``.
+
+    ``None`` for full batch; ``(chunk_size, batch_size)`` for one run (``which`` None,
+    ``words`` holding one key's words); ``(runs, chunk_size, batch_size)`` for many, run
+    ``r`` drawing with ``words[which[r]]``.
+    """
+    if spec.batch_size is None:
+        return None
+    per_key = [
+        minibatch_indices(w, start, spec.chunk_size, spec.num_examples, spec.batch_size)
+        for w in words
+    ]
+    return per_key[0] if which is None else np.stack(per_key)[which]
+
+
+def run_chunks(
+    step: Callable[[Any, jax.Array, Any], tuple[Any, dict]],
+    state: Any,
+    spec: Spec,
+    *,
+    indices: Callable[[int], Any],
+    first: int = 0,
+    progress: Callable[[int], None] = lambda steps: None,
+    after: Callable[[int, Any, list], None] | None = None,
+) -> tuple[Any, list[dict[str, np.ndarray]]]:
+    """Runs chunks ``first, ..., spec.num_chunks - 1``: ``state, rows = step(state, start, idx)``.
+
+    Args:
+      indices: ``start -> idx`` (already placed where the program wants it).
+      progress: called with the number of real steps each chunk advanced.
+      after: ``after(chunk, state, rows_so_far)`` once a chunk is done (checkpoints).
+
+    Returns:
+      The final state and the rows of every chunk run here, on the host.
+    """
+    rows: list[dict[str, np.ndarray]] = []
+    for c in range(first, spec.num_chunks):
+        start = c * spec.chunk_size
+        state, chunk_rows = step(state, jnp.asarray(start, jnp.int32), indices(start))
+        rows.append(jax.device_get(chunk_rows))
+        progress(min(start + spec.chunk_size, spec.steps) - min(start, spec.steps))
+        if after is not None:
+            after(c, state, rows)
+    return state, rows
