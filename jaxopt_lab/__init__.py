@@ -8,6 +8,7 @@ from jaxopt_lab import curvature as curvature
 from jaxopt_lab import datasets as datasets
 from jaxopt_lab import landscapes as landscapes
 from jaxopt_lab import schedules as schedules
+from jaxopt_lab._errors import DivergedError as DivergedError
 from jaxopt_lab.optimizers import adadelta as adadelta
 from jaxopt_lab.optimizers import adagrad as adagrad
 from jaxopt_lab.optimizers import adam as adam
@@ -46,6 +47,7 @@ from jaxopt_lab import diagnostics as diagnostics  # issue 5
 from jaxopt_lab import plot as plot  # issue 5
 
 __all__ = [
+    "DivergedError",
     "SweepResult",
     "TrainResult",
     "adadelta",

@@ -33,10 +33,13 @@ from jaxopt_lab._loop._model import Model as Model
 from jaxopt_lab._loop._model import from_init as model_from_init
 from jaxopt_lab._loop._model import from_params as model_from_params
 from jaxopt_lab._loop._program import Static as Static
+from jaxopt_lab._loop._program import canonical as canonical
 from jaxopt_lab._loop._program import padded_width as padded_width
 from jaxopt_lab._loop._step import RunState as RunState
 from jaxopt_lab._loop._step import Spec as Spec
 from jaxopt_lab._loop._step import init_run as init_run
+from jaxopt_lab._loop._step import probe_optimizer as probe_optimizer
+from jaxopt_lab._loop._step import probe_optimizer_factory as probe_optimizer_factory
 from jaxopt_lab._loop._step import with_extra_args as with_extra_args
 
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "Spec",
     "Static",
     "assemble_history",
+    "canonical",
     "checkpoint",
     "checks",
     "chunk_indices",
@@ -59,6 +63,8 @@ __all__ = [
     "model_from_params",
     "monitoring_subset",
     "padded_width",
+    "probe_optimizer",
+    "probe_optimizer_factory",
     "programs",
     "raise_if_diverged",
     "run_chunks",

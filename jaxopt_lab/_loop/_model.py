@@ -84,7 +84,9 @@ class Model:
             return loss, new_state
         from flax import nnx
 
-        module = nnx.merge(self.train_graph, params, state)
+        # Fresh Variable objects at this trace level (the state may come from an outer
+        # trace, where NNX refuses the updates BatchNorm makes).
+        module = nnx.merge(self.train_graph, *jax.tree.map(lambda x: x, (params, state)))
         loss = self.loss_fn(module, batch)
         _, _, new_state = nnx.split(module, self.wrt, ...)
         return loss, new_state

@@ -115,7 +115,7 @@ def _signature(args: Any) -> tuple:
     sig = []
     for x in leaves:
         if isinstance(x, jax.ShapeDtypeStruct | jax.Array):
-            sharding, weak = x.sharding, x.weak_type
+            sharding, weak = x.sharding, getattr(x, "weak_type", False)
         elif isinstance(x, np.ndarray):  # placed on the default device by the call
             sharding, weak = None, False
         else:
@@ -175,3 +175,28 @@ class Program:
 
     def __call__(self, static: Static, *args: Any) -> Any:
         return self.executable(static, *args)(*args)
+
+
+_CANONICAL: collections.OrderedDict[tuple, Any] = collections.OrderedDict()
+
+
+def canonical(obj: Any, probe: Callable, *args: Any) -> Any:
+    """The first object seen whose ``probe(obj, *args)`` lowers to the same program.
+
+    A cheap stand-in for identity in a :class:`Static`: a new but identical
+    ``make_optimizer`` lambda (or optimizer) is replaced by the one a cached program was
+    built from, so the program is found without tracing the whole training loop. The
+    probe must exercise everything the object contributes to a program (for an
+    optimizer: ``init`` and ``update`` with the extra arguments). Objects whose probe
+    fails are returned as they are.
+    """
+    try:
+        lowered = jax.jit(lambda *a: probe(obj, *a)).lower(*args)
+    except Exception:  # nothing to compare: identity it is
+        return obj
+    text = hashlib.sha256(lowered.as_text().encode()).hexdigest()
+    key = (jax.default_backend(), type(obj), text, str(lowered.in_tree))
+    with _LOCK:
+        found = _CANONICAL.get(key, obj)
+        _remember(_CANONICAL, key, found)
+    return found

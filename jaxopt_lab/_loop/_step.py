@@ -115,13 +115,24 @@ def learning_rate_in_state(opt_state: OptState) -> jax.Array | None:
 
 
 def _cond_or_nan(pred: jax.Array, fn: Callable, carry: Any, *args: Any):
-    """``fn(carry, *args) -> (carry, row)`` when ``pred``; else ``(carry, NaNs)``."""
+    """``fn(carry, *args) -> (carry, row)`` when ``pred``; else ``(carry, NaNs)``.
 
-    def skip(carry, *args):
-        _, row = jax.eval_shape(fn, carry, *args)
-        return carry, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), row)
+    ``fn`` is traced once, to a jaxpr that gives both the branch and the shapes of the
+    NaN row (tracing Python is most of the cost of building a training program).
+    """
+    operands = (carry, *args)
+    closed, shapes = jax.make_jaxpr(lambda ops: fn(*ops), return_shape=True)(operands)
+    out_tree = jax.tree.structure(shapes)
 
-    return jax.lax.cond(pred, fn, skip, carry, *args)
+    def run(ops):
+        out = jax.core.eval_jaxpr(closed.jaxpr, closed.consts, *jax.tree.leaves(ops))
+        return jax.tree.unflatten(out_tree, out)
+
+    def skip(ops):
+        nans = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes[1])
+        return ops[0], nans
+
+    return jax.lax.cond(pred, run, skip, operands)
 
 
 def with_extra_args(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
@@ -288,3 +299,22 @@ def run_chunk(
     body = _step(model, optimizer, spec, data, monitor, eval_data)
     state, ys = jax.lax.scan(body, state, (ts, indices))
     return state, jax.tree.map(lambda y: y[:: spec.log_every], ys)
+
+
+def probe_optimizer(optimizer: optax.GradientTransformation, params: Params) -> Any:
+    """``init`` and one ``update`` with every extra argument the step passes.
+
+    Traced (not run) by :func:`~jaxopt_lab._loop._program.canonical` to tell whether two
+    optimizers compute the same thing.
+    """
+    optimizer = with_extra_args(optimizer)
+    state = optimizer.init(params)
+    value_fn = lambda p: sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(p))
+    return optimizer.update(
+        params, state, params, value=value_fn(params), grad=params, value_fn=value_fn
+    )
+
+
+def probe_optimizer_factory(make_optimizer: Callable, hparams: Any, params: Params) -> Any:
+    """:func:`probe_optimizer` of ``make_optimizer(hparams)`` (traced hyperparameters)."""
+    return probe_optimizer(make_optimizer(hparams), params)

@@ -154,6 +154,7 @@ def analyze(
     eig_tol: float = 1e-5,
     learning_rate: float | None = None,
     key: jax.Array | None = None,
+    throw: bool = False,
 ) -> CurvatureReport:
     r"""Gradient, extreme eigenvalues, condition numbers, kind of point and learning-rate bounds.
 
@@ -185,6 +186,8 @@ def analyze(
         \max|\lambda|` (relative, so it scales with the loss).
       learning_rate: the rate at which to report ``gd_rate`` (default ``optimal_lr``).
       key: PRNG key for Lanczos.
+      throw: raise :class:`jaxopt_lab.DivergedError` when a Lanczos eigenvalue did not
+        converge (``converged`` in the report says it otherwise).
 
     Returns:
       A :class:`CurvatureReport`; ``print(report)`` gives a readable summary.
@@ -213,7 +216,7 @@ def analyze(
     else:
         kk = min(k, size // 2) if size >= 2 else 1
         which = "both" if size >= 2 else "largest"
-        eig = eigenvalues(op, k=kk, which=which, tol=tol, key=key)
+        eig = eigenvalues(op, k=kk, which=which, tol=tol, key=key, throw=throw)
         values = np.sort(np.asarray(eig.values, dtype=np.float64))[::-1]
         converged, num_matvecs = bool(np.all(eig.converged)), int(eig.num_matvecs)
 

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from jaxopt_lab._errors import DivergedError
 from jaxopt_lab._types import Params
 from jaxopt_lab._validation import check_choice, positive_int
 from jaxopt_lab.curvature._lanczos import WHICH, check_k, default_max_matvecs, lanczos
@@ -73,6 +74,7 @@ def eigenvalues(
     check_every: int = 2,
     v0: Params | None = None,
     key: jax.Array | None = None,
+    throw: bool = False,
 ) -> Eigen:
     r"""Extreme eigenvalues and eigenvectors of the Hessian by Lanczos (full reorthogonalisation).
 
@@ -100,9 +102,14 @@ def eigenvalues(
       check_every: products between convergence checks (each costs one small ``eigh``).
       v0: a start vector (pytree like params), e.g. a previous top eigenvector (warm start).
       key: PRNG key for the random start vector (default ``jax.random.key(0)``).
+      throw: raise :class:`jaxopt_lab.DivergedError` when an eigenvalue did not
+        converge (after the computation; not inside ``jit``, where values are traced).
 
     Returns:
       :class:`Eigen` ``(values, vectors, residuals, converged, num_matvecs)``.
+
+    Raises:
+      DivergedError: with ``throw=True``, naming the unconverged eigenvalues.
 
     Example:
       >>> import jax.numpy as jnp
@@ -131,7 +138,7 @@ def eigenvalues(
     if v0 is None:  # made here, so that a start vector given or not is the same program
         flat, unravel = ravel_pytree(op.params)
         v0 = unravel(jax.random.normal(start_key, flat.shape, flat.dtype))
-    return _eigenvalues_jit(
+    eig = _eigenvalues_jit(
         op,
         v0,
         key,
@@ -141,6 +148,31 @@ def eigenvalues(
         max_steps=max_steps,
         min_steps=min(max_steps, nwanted + 2),
         check_every=check_every,
+    )
+    if throw:
+        raise_unconverged(eig, tol, "eigenvalues")
+    return eig
+
+
+def raise_unconverged(eig: Eigen, tol: float, what: str) -> None:
+    """Raises :class:`DivergedError` if any eigenvalue of ``eig`` did not converge."""
+    if isinstance(eig.converged, jax.core.Tracer):
+        raise ValueError(
+            f"`throw=True` in `{what}` needs concrete results; inside `jit` or `vmap` read "
+            "`Eigen.converged` instead."
+        )
+    converged = np.asarray(eig.converged, bool)
+    if converged.all():
+        return
+    values, residuals = np.asarray(eig.values), np.asarray(eig.residuals)
+    bad = [
+        f"#{i} ({values[i]:.6g}, residual {residuals[i]:.3g})" for i in np.flatnonzero(~converged)
+    ]
+    raise DivergedError(
+        f"`{what}` (throw=True): {len(bad)} of {converged.size} eigenvalue(s) did not meet "
+        f"`tol` = {tol:g} within {int(eig.num_matvecs)} Hessian-vector products: "
+        f"{', '.join(bad)}. Raise `max_matvecs` or `tol`, or pass throw=False to get them "
+        "with `converged` flags."
     )
 
 

@@ -49,13 +49,14 @@ class SharpnessCallback:
         return SharpnessState(vector=unravel(v / jnp.linalg.norm(v)), key=key)
 
     def __call__(
-        self, step: jax.Array, params: Params, state: SharpnessState
+        self, step: jax.Array, params: Params, state: SharpnessState, *, model: Any = None
     ) -> tuple[SharpnessState, dict[str, jax.Array]]:
         # One device: the training loop owns the placement (a sweep already runs this under
-        # `shard_map` over its runs, where a nested data mesh fails to trace).
+        # `shard_map` over its runs, where a nested data mesh fails to trace). An NNX model
+        # comes as the module (`model`), whose `nnx.Param` state is `params`.
         op = hvp_operator(
             self.loss_fn,
-            params,
+            params if model is None else model,
             self.data,
             batch_size=self.batch_size,
             devices=jax.local_devices()[:1],

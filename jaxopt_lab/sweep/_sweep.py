@@ -159,6 +159,12 @@ def sweep(
     layout = _Layout.of(runs.seeds.size, devices, max_parallel)
 
     mesh = layout.mesh
+    # A new but identical `make_optimizer` finds the program compiled for the first one.
+    abstract_hparams = {k: jax.ShapeDtypeStruct((), v.dtype) for k, v in grid.items()}
+    abstract_params = jax.eval_shape(lambda k: model.split(init_fn(k))[0], first_key)
+    make_optimizer = _loop.canonical(
+        make_optimizer, _loop.probe_optimizer_factory, abstract_hparams, abstract_params
+    )
     static = _loop.Static(model=model, make_optimizer=make_optimizer, spec=spec, mesh=mesh)
     builder = _loop.Static(model=model, init_fn=init_fn)
     replicated = None if mesh is None else NamedSharding(mesh, P())

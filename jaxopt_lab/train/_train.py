@@ -194,6 +194,8 @@ def train(
         raise ValueError("`key` is needed to draw minibatches; pass e.g. jax.random.key(0).")
     optimizer = _loop.with_extra_args(checks.check_optimizer("optimizer", optimizer))
     model, params, model_state = _loop.model_from_params(loss_fn, params, state, _wrt(wrt))
+    # A new optimizer object with the same rule and settings finds the compiled program.
+    optimizer = _loop.canonical(optimizer, _loop.probe_optimizer, jax.eval_shape(lambda: params))
     monitor = _loop.to_device(_loop.monitoring_subset(data, n, monitor_size))
     data = _loop.to_device(data)
     eval_data = None if eval_data is None else _loop.to_device(eval_data)
