@@ -5,11 +5,12 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from _curvature_problems import digits_like, mlp_loss, mlp_params
 from jax.flatten_util import ravel_pytree
 from matfree import decomp
 
-from jaxopt_lab import curvature
+from jaxopt_lab import DivergedError, curvature
 
 
 @functools.cache
@@ -106,6 +107,24 @@ def test_budget_exhausted_is_a_flag_not_an_error_and_runs_under_jit():
     eig = top(jnp.zeros(300))
     assert not bool(eig.converged.any()) and int(eig.num_matvecs) == 8
     assert bool(jnp.all(eig.residuals > 0))
+
+
+def test_throw_raises_for_unconverged_eigenvalues_after_the_work():
+    lam = jnp.linspace(1.0, 2.0, 300)
+    f = lambda w: 0.5 * jnp.sum(lam * w**2)
+    w = jnp.zeros(300)
+    with pytest.raises(DivergedError, match=r"3 of 3 eigenvalue\(s\) did not meet `tol`"):
+        curvature.eigenvalues(f, w, k=3, tol=1e-7, max_matvecs=8, throw=True)
+    fine = curvature.eigenvalues(f, w, k=1, tol=1e-3, max_matvecs=300, throw=True)
+    assert bool(fine.converged.all())
+    with pytest.raises(ValueError, match="`throw=True`.*concrete"):
+        jax.jit(lambda w: curvature.eigenvalues(f, w, max_matvecs=8, throw=True).values)(w)
+    report = curvature.analyze(f, w, method="lanczos", k=1, tol=1e-4)
+    assert report.converged
+    big = jnp.linspace(1.0, 2.0, 4000)  # 4000 clustered values: not within the budget
+    g = lambda w: 0.5 * jnp.sum(big * w**2)
+    with pytest.raises(DivergedError, match="`eigenvalues`"):
+        curvature.analyze(g, jnp.zeros(4000), method="lanczos", k=2, tol=1e-9, throw=True)
 
 
 def test_power_iteration_like_pyhessian():

@@ -82,6 +82,42 @@ def test_training_program_compiles_once_ahead_of_time():
     np.testing.assert_array_equal(first.curves["train_loss"], again.curves["train_loss"])
 
 
+def test_programs_found_again_by_what_they_compute():
+    """A new but identical lambda, and a grid of 7 runs after one of 8, compile nothing."""
+    settings = {**REFERENCE, "steps": 20, "callbacks": (), "max_parallel": None}
+    eight = {"learning_rate": LEARNING_RATES, "momentum": MOMENTA}
+    seven = {"learning_rate": [0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 3e-4], "momentum": [0.9]}
+
+    def run(make_optimizer, grid):
+        return jol.sweep(mlp_loss, init_mlp, make_optimizer, grid, DIGITS.train, **settings)
+
+    first = run(lambda h: jol.momentum(h["learning_rate"], h["momentum"]), eight)
+    with CountCompilations() as count:
+        again = run(lambda h: jol.momentum(h["learning_rate"], h["momentum"]), eight)
+        fewer = run(lambda h: jol.momentum(h["learning_rate"], h["momentum"]), seven)
+    assert count.all == 0, count.names  # no XLA compilation of any program
+    np.testing.assert_array_equal(again.curves["train_loss"], first.curves["train_loss"])
+    assert fewer.num_runs == 7 and fewer.curves["train_loss"].shape == (7, 3)  # padding dropped
+    for run_ in range(4):  # lr 0.3, 0.1, 0.03, 0.01 with momentum 0.9: runs 1, 3, 5, 7 of 8
+        np.testing.assert_allclose(
+            fewer.curves["train_loss"][run_], first.curves["train_loss"][2 * run_ + 1], rtol=1e-6
+        )
+    with CountCompilations() as count:  # a different rule is a different program
+        run(lambda h: jol.nesterov(h["learning_rate"], h["momentum"]), eight)
+    assert count.value == 1
+
+
+def test_throw_names_the_diverged_runs():
+    grid = {"learning_rate": [0.1, 30.0], "momentum": [0.0]}
+    settings = {**REFERENCE, "steps": 20, "callbacks": ()}
+    flagged = jol.sweep(mlp_loss, init_mlp, make_momentum, grid, DIGITS.train, **settings)
+    np.testing.assert_array_equal(flagged.diverged, [False, True])
+    with pytest.raises(
+        jol.DivergedError, match=r"1 of 2 run\(s\) diverged.*run 1 \(learning_rate=30, momentum=0"
+    ):
+        jol.sweep(mlp_loss, init_mlp, make_momentum, grid, DIGITS.train, throw=True, **settings)
+
+
 def test_seed_keys_match_documented_derivation():
     init_key, data_key = seed_keys(3)
     expected = jax.random.split(jax.random.PRNGKey(3))

@@ -330,3 +330,66 @@ def test_bad_arguments_name_the_argument(change, argument):
         jol.train(regression_loss, REG_PARAMS, optax.sgd(0.1), data, **kwargs)
     with pytest.raises(TypeError, match="`optimizer`"):
         jol.train(regression_loss, REG_PARAMS, "sgd", REGRESSION, steps=1, key=None)
+
+
+def _logistic_problem():
+    """Binary logistic regression (digit 0 against the rest), L2-regularised: one optimum."""
+    x = DIGITS.train.x[:400]
+    data = {"x": x, "y": (DIGITS.train.y[:400] == 0).astype(np.float32)}
+
+    def loss(params, batch):
+        logits = batch["x"] @ params["w"] + params["b"]
+        nll = optax.sigmoid_binary_cross_entropy(logits, batch["y"]).mean()
+        return nll + 0.5e-2 * jnp.sum(params["w"] ** 2)
+
+    return loss, {"w": jnp.zeros(64), "b": jnp.zeros(())}, data
+
+
+def test_lbfgs_with_its_line_search_reaches_newtons_optimum():
+    loss, params, data = _logistic_problem()
+    kwargs = {"key": None, "progress": False}
+    newton = jol.train(loss, params, jol.newton(1.0), data, steps=12, **kwargs)
+    lbfgs = jol.train(loss, params, optax.lbfgs(), data, steps=60, **kwargs)
+    assert not newton.diverged and not lbfgs.diverged
+    gradient = optax.tree.norm(jax.grad(loss)(newton.params, data))
+    assert gradient < 1e-5  # Newton converged quadratically
+    np.testing.assert_allclose(
+        lbfgs.history["train_loss"][-1], newton.history["train_loss"][-1], rtol=1e-4
+    )
+    for name in ("w", "b"):
+        np.testing.assert_allclose(lbfgs.params[name], newton.params[name], atol=1e-3, rtol=1e-3)
+    assert lbfgs.history["train_loss"][5] > lbfgs.history["train_loss"][-1]
+
+
+def test_reduce_on_plateau_lowers_its_scale_on_a_plateau():
+    # sgd(1.0) on w^2 flips the sign of w at every step: the loss is flat until the scale
+    # drops, after which the same rule converges
+    optimizer = optax.chain(
+        optax.sgd(0.5), optax.contrib.reduce_on_plateau(factor=0.5, patience=3, cooldown=0)
+    )
+    result = jol.train(
+        lambda p, b: jnp.sum(p**2) + 0.0 * jnp.sum(b),
+        jnp.ones(2),
+        optax.chain(optax.scale(2.0), optimizer),
+        np.zeros((1, 1), np.float32),
+        steps=12,
+        key=None,
+        progress=False,
+    )
+    scale = float(result.opt_state[1][1].scale)
+    assert scale < 1.0
+    h = result.history["train_loss"]
+    np.testing.assert_allclose(h[:4], 2.0)  # the plateau
+    assert h[-1] < 1e-3
+
+
+def test_throw_raises_after_the_loop_and_flags_otherwise():
+    kwargs = {"steps": 12, "key": None, "progress": False}
+    params = {"w": jnp.ones(1)}
+    flagged = jol.train(quadratic_loss, params, optax.sgd(100.0), DUMMY, **kwargs)
+    assert flagged.diverged and flagged.history["nonfinite"][-1]
+    with pytest.raises(jol.DivergedError, match=r"`train` \(throw=True\).*the run by step 8"):
+        jol.train(quadratic_loss, params, optax.sgd(100.0), DUMMY, throw=True, **kwargs)
+    assert issubclass(jol.DivergedError, FloatingPointError)
+    fine = jol.train(quadratic_loss, params, optax.sgd(0.1), DUMMY, throw=True, **kwargs)
+    assert not fine.diverged
