@@ -117,7 +117,7 @@ def test_throw_raises_for_unconverged_eigenvalues_after_the_work():
         curvature.eigenvalues(f, w, k=3, tol=1e-7, max_matvecs=8, throw=True)
     fine = curvature.eigenvalues(f, w, k=1, tol=1e-3, max_matvecs=300, throw=True)
     assert bool(fine.converged.all())
-    with pytest.raises(ValueError, match="`throw=True`.*concrete"):
+    with pytest.raises(ValueError, match=r"`throw=True`.*concrete"):
         jax.jit(lambda w: curvature.eigenvalues(f, w, max_matvecs=8, throw=True).values)(w)
     report = curvature.analyze(f, w, method="lanczos", k=1, tol=1e-4)
     assert report.converged
