@@ -358,6 +358,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+COMPILATION_CACHE = "~/.cache/jaxopt_lab/xla"
+
+
+def enable_compilation_cache() -> str | None:
+    """Turns on JAX's persistent compilation cache for this process; returns its folder.
+
+    The folder is ``$JAXOPT_LAB_COMPILATION_CACHE`` (``0`` or empty: off), by default
+    ``~/.cache/jaxopt_lab/xla``: programs compiled by one run of the command are loaded,
+    not compiled, by the next. A cache folder set already (``JAX_COMPILATION_CACHE_DIR``)
+    is left as it is.
+    """
+    import jax
+
+    folder = os.environ.get("JAXOPT_LAB_COMPILATION_CACHE", COMPILATION_CACHE)
+    if folder.strip() in ("", "0"):
+        return None
+    if jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    folder = os.path.expanduser(folder)
+    jax.config.update("jax_compilation_cache_dir", folder)
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs ``jaxopt-lab`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
@@ -365,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     prog = f"jaxopt-lab {args.command}"
     if extra:  # reported by the subcommand, like its other errors
         parser.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(extra)}\n")
+    enable_compilation_cache()
     try:
         return args.func(args)
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as cat does

@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -118,6 +119,23 @@ def test_console_script_help():
     assert done.returncode == 0
     for command in ("demo", "sweep", "hessian", "landscape"):
         assert command in done.stdout
+
+
+def test_the_command_keeps_compiled_programs_in_a_persistent_cache(tmp_path):
+    env = dict(
+        os.environ,
+        JAXOPT_LAB_COMPILATION_CACHE=str(tmp_path / "xla"),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",  # cache even the small programs
+        JAX_PLATFORMS="cpu",
+    )
+    argv = [sys.executable, "-m", "jaxopt_lab.cli", "hessian", "rosenbrock", "--at", "1,1"]
+    first = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    cached = sorted(p.name for p in (tmp_path / "xla").iterdir())
+    assert cached  # compiled programs were written
+    second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0 and second.stdout == first.stdout
+    assert sorted(p.name for p in (tmp_path / "xla").iterdir()) == cached  # all found again
 
 
 def test_hessian_rosenbrock_at_its_minimum():
