@@ -198,7 +198,12 @@ def run_sweep_twice(data, lrs, momenta, steps) -> np.ndarray:
 
 
 def run_vmap_scan(data, lrs, momenta, steps) -> np.ndarray:
-    """(d): one jitted vmap over runs of a scan over steps, written by hand."""
+    """(d): one jitted vmap over runs of a scan over steps, written by hand.
+
+    Timed from the start, as (a) is: the set-up (a jitted init, the minibatch indices, the
+    data on the device) is part of what the user waits for.
+    """
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
     grid_lr, grid_mom = (
         np.asarray(v, np.float32).ravel() for v in np.meshgrid(lrs, momenta, indexing="ij")
     )
@@ -210,7 +215,7 @@ def run_vmap_scan(data, lrs, momenta, steps) -> np.ndarray:
     epochs = -(-steps * BATCH // n) + 1
     stream = np.concatenate([rng.permutation(n) for _ in range(epochs)])
     indices = jnp.asarray(stream[: steps * BATCH].reshape(steps // LOG_EVERY, LOG_EVERY, BATCH))
-    params0 = init_fn(seed_keys(0)[0])
+    params0 = jax.jit(init_fn)(seed_keys(0)[0])
 
     def train_one(lr, beta, params):
         tx = jol.momentum(lr, beta)
@@ -233,7 +238,6 @@ def run_vmap_scan(data, lrs, momenta, steps) -> np.ndarray:
 
     run = jax.jit(jax.vmap(train_one, in_axes=(0, 0, None)))
     args = (jnp.asarray(grid_lr), jnp.asarray(grid_mom), params0)
-    start, cpu_start = time.perf_counter(), _cpu_seconds()
     history = jax.device_get(run(*args))
     EXTRA["seconds"], EXTRA["cpu"] = time.perf_counter() - start, _cpu_seconds() - cpu_start
     start = time.perf_counter()

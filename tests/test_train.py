@@ -142,6 +142,27 @@ def test_nonfinite_run_is_frozen_at_last_finite_values():
     assert np.isnan(h["grad_norm"][8:]).sum() == 1  # frozen steps still report a gradient
 
 
+def test_a_run_going_nonfinite_between_logged_steps_is_put_back():
+    # w <- w - 1e10 * 4 w: w_1 = -4e10, ..., w_4 overflows float32 inside the first block
+    # of 4 steps; the run is put back to its state after the block's first update, w_1
+    result = jol.train(
+        quadratic_loss,
+        {"w": jnp.ones(1)},
+        optax.sgd(1e10),
+        DUMMY,
+        steps=8,
+        key=None,
+        log_every=4,
+        progress=False,
+    )
+    w1 = np.float32(1) - np.float32(1e10) * np.float32(4)
+    np.testing.assert_allclose(result.params["w"], [w1], rtol=1e-6)
+    h = result.history
+    np.testing.assert_array_equal(h["nonfinite"], [False, True, True])
+    np.testing.assert_allclose(h["train_loss"][1:], 2 * w1**2, rtol=1e-5)  # finite: frozen
+    assert result.diverged
+
+
 def test_divergence_factor_freezes_a_growing_run():
     # w <- w - 0.6 * 4 w = -1.4 w: the loss grows 1.96x per step, > 10x at step 4
     params = {"w": jnp.ones(1)}
@@ -393,3 +414,22 @@ def test_throw_raises_after_the_loop_and_flags_otherwise():
     assert issubclass(jol.DivergedError, FloatingPointError)
     fine = jol.train(quadratic_loss, params, optax.sgd(0.1), DUMMY, throw=True, **kwargs)
     assert not fine.diverged
+
+
+def test_callbacks_due_between_logged_steps_keep_their_state():
+    # every=3, log_every=2: evaluated at 0, 3, 6, 9, 12; rows at 0, 2, ..., 12 keep 0, 6, 12
+    result = jol.train(
+        quadratic_loss,
+        {"w": jnp.array([1.0, -2.0])},
+        optax.sgd(0.1),
+        DUMMY,
+        steps=12,
+        key=None,
+        log_every=2,
+        callbacks=(ParamNorm(every=3),),
+        progress=False,
+    )
+    h = result.history
+    np.testing.assert_array_equal(h["evaluations"], [1, np.nan, np.nan, 3, np.nan, np.nan, 5])
+    w = np.array([1.0, -2.0], np.float32) * np.float32(0.6) ** 6  # w <- w - 0.1 * 4 w
+    np.testing.assert_allclose(h["param_norm"][3], np.linalg.norm(w), rtol=1e-5)

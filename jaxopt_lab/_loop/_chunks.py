@@ -43,6 +43,10 @@ def run_chunks(
 ) -> tuple[Any, list[dict[str, np.ndarray]]]:
     """Runs chunks ``first, ..., spec.num_chunks - 1``: ``state, rows = step(state, start, idx)``.
 
+    Chunk ``c + 1`` is dispatched before the rows of chunk ``c`` are fetched, so the host
+    prepares the next minibatch indices while the device trains (JAX dispatches
+    asynchronously); with ``after`` (checkpoints) each chunk is waited for.
+
     Args:
       indices: ``start -> idx`` (already placed where the program wants it).
       progress: called with the number of real steps each chunk advanced.
@@ -52,11 +56,24 @@ def run_chunks(
       The final state and the rows of every chunk run here, on the host.
     """
     rows: list[dict[str, np.ndarray]] = []
+    waiting: list[tuple[int, Any]] = []  # (steps advanced, rows on the device)
+
+    def fetch():
+        done, chunk_rows = waiting.pop()
+        rows.append(jax.device_get(chunk_rows))
+        progress(done)
+
     for c in range(first, spec.num_chunks):
         start = c * spec.chunk_size
         state, chunk_rows = step(state, jnp.asarray(start, jnp.int32), indices(start))
-        rows.append(jax.device_get(chunk_rows))
-        progress(min(start + spec.chunk_size, spec.steps) - min(start, spec.steps))
+        if waiting:
+            fetch()
+        waiting.append(
+            (min(start + spec.chunk_size, spec.steps) - min(start, spec.steps), chunk_rows)
+        )
         if after is not None:
+            fetch()
             after(c, state, rows)
+    if waiting:
+        fetch()
     return state, rows

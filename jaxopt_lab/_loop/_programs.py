@@ -4,8 +4,8 @@ Each is a :class:`~jaxopt_lab._loop._program.Program` whose first argument is a
 :class:`Static` with named fields:
 
 - one run: ``model``, ``optimizer``, ``spec``;
-- many runs: ``model``, ``make_optimizer``, ``spec``, ``mesh`` (and ``init_fn`` to build
-  the starting points, one per seed).
+- many runs: ``model``, ``make_optimizer``, ``spec``, ``mesh``, ``shared_batches`` (and
+  ``init_fn`` to build the starting points, one per seed).
 
 Many runs are ``vmap`` of the one-run program over a leading run axis, under
 ``shard_map`` over a 1-D ``"runs"`` mesh when there are several devices: every device runs
@@ -55,7 +55,13 @@ def _init_runs(static: Static, hparams, params, model_state, keys, monitor) -> R
 
 
 def _train_runs(static: Static, state, hparams, indices, start, data, monitor, eval_data):
-    """``spec.chunk_size`` steps of every run."""
+    """``spec.chunk_size`` steps of every run.
+
+    With ``static.shared_batches`` (a sweep of one seed: every run draws the same
+    minibatches) ``indices`` has no run axis: each minibatch is gathered once, and the
+    first layer of every run multiplies the same batch, one matrix product for all runs
+    instead of one per run.
+    """
 
     def one(state, hp, idx, start, data, monitor, eval_data):
         optimizer = static.make_optimizer(hp)
@@ -63,7 +69,10 @@ def _train_runs(static: Static, state, hparams, indices, start, data, monitor, e
             static.model, optimizer, static.spec, state, start, idx, data, monitor, eval_data
         )
 
-    run = over_runs(one, static.mesh, 3, 4)
+    if static.shared_batches:
+        run = over_runs(lambda s, h, *shared: one(s, h, *shared), static.mesh, 2, 5)
+    else:
+        run = over_runs(one, static.mesh, 3, 4)
     return run(state, hparams, indices, start, data, monitor, eval_data)
 
 

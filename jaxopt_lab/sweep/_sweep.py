@@ -165,7 +165,13 @@ def sweep(
     make_optimizer = _loop.canonical(
         make_optimizer, _loop.probe_optimizer_factory, abstract_hparams, abstract_params
     )
-    static = _loop.Static(model=model, make_optimizer=make_optimizer, spec=spec, mesh=mesh)
+    static = _loop.Static(
+        model=model,
+        make_optimizer=make_optimizer,
+        spec=spec,
+        mesh=mesh,
+        shared_batches=seed_list.size == 1,  # every run draws the same minibatches
+    )
     builder = _loop.Static(model=model, init_fn=init_fn)
     replicated = None if mesh is None else NamedSharding(mesh, P())
     monitor = _put(_loop.monitoring_subset(data, n, monitor_size), replicated)
@@ -357,19 +363,23 @@ def _abstract_args(static, builder, layout, runs, key, data, monitor, eval_data)
         k: jax.ShapeDtypeStruct((lanes,), jnp.asarray(v[:1]).dtype, sharding=by_run)
         for k, v in runs.hparams.items()
     }
-    params, model_state = jax.eval_shape(lambda k: programs.build(builder, k), key)
+    # The programs' Python functions, not the programs: nothing is compiled here.
+    params, model_state = jax.eval_shape(lambda k: programs.build.__wrapped__(builder, k), key)
     keys = None
     if static.model.uses_key:
         keys = jax.ShapeDtypeStruct((lanes,), jax.random.key(0).dtype, sharding=by_run)
     start = (_stacked(params, lanes, by_run), _stacked(model_state, lanes, by_run))
     state = jax.eval_shape(
-        lambda *a: programs.init_runs(static, *a), hparams, *start, keys, monitor
+        lambda *a: programs.init_runs.__wrapped__(static, *a), hparams, *start, keys, monitor
     )
     idx = None
     if static.spec.batch_size is not None:
-        idx = jax.ShapeDtypeStruct(
-            (lanes, static.spec.chunk_size, static.spec.batch_size), jnp.int32, sharding=by_run
-        )
+        shape = (static.spec.chunk_size, static.spec.batch_size)
+        if static.shared_batches:
+            replicated = None if layout.mesh is None else NamedSharding(layout.mesh, P())
+            idx = jax.ShapeDtypeStruct(shape, jnp.int32, sharding=replicated)
+        else:
+            idx = jax.ShapeDtypeStruct((lanes, *shape), jnp.int32, sharding=by_run)
     state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=by_run), state)
     start_step = jax.ShapeDtypeStruct((), jnp.int32)
     return state, hparams, idx, start_step, data, monitor, eval_data
@@ -394,6 +404,18 @@ def _precompile(static, builder, layout, runs, key, data, monitor, eval_data):
     future = pool.submit(compile_wave)
     pool.shutdown(wait=False)
     return future
+
+
+def _chunk_indices(plan: _Plan, words: list, which: np.ndarray, start: int) -> Any:
+    """The minibatch indices of a chunk, placed: per run, or shared by every run."""
+    spec, layout = plan.static.spec, plan.layout
+    if spec.batch_size is None:
+        return None
+    if plan.static.shared_batches:
+        idx = jnp.asarray(_loop.chunk_indices(spec, words, None, start))
+        return idx if layout.mesh is None else jax.device_put(idx, NamedSharding(layout.mesh, P()))
+    idx = jnp.asarray(_loop.chunk_indices(spec, words, which, start))
+    return idx if layout.by_run is None else jax.device_put(idx, layout.by_run)
 
 
 def _run_wave(plan: _Plan, chunks: list[np.ndarray], bar) -> list[_Part]:
@@ -431,11 +453,7 @@ def _run_wave(plan: _Plan, chunks: list[np.ndarray], bar) -> list[_Part]:
         ),
         run,
         static.spec,
-        indices=lambda start: (
-            None
-            if static.spec.batch_size is None
-            else put(jnp.asarray(_loop.chunk_indices(static.spec, data_words, which, start)))
-        ),
+        indices=lambda start: _chunk_indices(plan, data_words, which, start),
         progress=lambda steps: bar.update(num_real * steps),
     )
     history = _loop.assemble_history(rows, static.spec, axis=1)
