@@ -14,9 +14,10 @@ Step ``t`` (``0 <= t <= steps``, counted before update ``t``) does, in order:
 3. if ``t < steps``: loss and gradient on minibatch ``t`` (training mode, which also
    updates the model's state), update, and freeze the run instead if anything came out
    non-finite (checked at once for the update of a logged step, and for the updates
-   between two logged steps once at their end). The optimizer gets ``value``, ``grad`` and ``value_fn`` (the loss of
-   minibatch ``t`` as a function of the parameters) as extra arguments, so line searches,
-   Newton's method and ``reduce_on_plateau`` train like any other rule.
+   between two logged steps once at their end). The optimizer gets ``value``, ``grad``
+   and ``value_fn`` (the loss of minibatch ``t`` as a function of the parameters) as
+   extra arguments, so line searches, Newton's method and ``reduce_on_plateau`` train
+   like any other rule.
 
 All branching is ``lax.cond`` on ``t``, which is shared by every run of a sweep, so the
 branches stay real branches under ``vmap``. Chunks are padded past ``steps``; padded

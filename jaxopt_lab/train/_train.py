@@ -108,8 +108,9 @@ def train(
     its initial value, stops changing and is flagged (``TrainResult.diverged``). Its
     state stays at the last finite values: the update of each logged step is checked as
     it happens, the ``log_every - 1`` updates after it once at their end, and a run that
-    went non-finite among those is put back to its state after the logged step's update. Nothing is raised inside compiled code; with
-    ``throw=True`` a :class:`jaxopt_lab.DivergedError` is raised after the loop.
+    went non-finite among those is put back to its state after the logged step's update.
+    Nothing is raised inside compiled code; with ``throw=True`` a
+    :class:`jaxopt_lab.DivergedError` is raised after the loop.
 
     Minibatches (``batch_size`` given) are drawn without replacement, reshuffled every
     epoch from ``key`` (see :func:`jaxopt_lab.train.minibatch_indices`); the same key
