@@ -12,9 +12,9 @@ Step ``t`` (``0 <= t <= steps``, counted before update ``t``) does, in order:
    the run;
 2. each callback with ``t % every == 0``;
 3. if ``t < steps``: loss and gradient on minibatch ``t`` (training mode, which also
-   updates the model's state), update, and freeze the run instead if anything came out
-   non-finite (checked at once for the update of a logged step, and for the updates
-   between two logged steps once at their end). The optimizer gets ``value``, ``grad``
+   updates the model's state) and update; after the ``log_every`` updates up to the next
+   logged step, a run in which anything came out non-finite is put back to its state
+   before them and frozen. The optimizer gets ``value``, ``grad``
    and ``value_fn`` (the loss of minibatch ``t`` as a function of the parameters) as
    extra arguments, so line searches, Newton's method and ``reduce_on_plateau`` train
    like any other rule.
@@ -221,8 +221,8 @@ def _block(model: Model, optimizer, spec: Spec, data, monitor, eval_data):
             row.update(metrics)
         return state._replace(callback_states=tuple(cb_states)), row
 
-    def update(state: RunState, t, idx, checked: bool = True):
-        """Update ``t``; ``checked``: with the row's metrics, frozen if non-finite."""
+    def update(state: RunState, t, idx, first):
+        """Update ``t``, unchecked; the row's metrics when ``first`` (traced or not)."""
         batch = data if idx is None else jax.tree.map(lambda a: a[idx], data)
         key = None if state.key is None else jax.random.fold_in(state.key, t)
 
@@ -239,53 +239,45 @@ def _block(model: Model, optimizer, spec: Spec, data, monitor, eval_data):
             value_fn=lambda params: value(params)[0],
         )
         params = optax.apply_updates(state.params, updates)
-        if not checked:
-            return state._replace(params=params, opt_state=opt_state, model_state=model_state)
-        grad_norm = optax.tree.norm(grads)
-        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        ok = ok & _all_finite(params) & _all_finite(opt_state) & _all_finite(model_state)
-        frozen = state.diverged | ~ok
-
-        def keep(new, old):
-            return jnp.where(frozen, old, new)
-
-        row = {"batch_loss": _as_metric(loss), "grad_norm": _as_metric(grad_norm)}
+        norm = lambda g: _as_metric(optax.tree.norm(g))
+        if isinstance(first, bool):
+            grad_norm = norm(grads)
+        else:  # only the row's update pays for the norm
+            grad_norm = jax.lax.cond(first, norm, lambda g: jnp.zeros((), jnp.float32), grads)
+        row = {"batch_loss": _as_metric(loss), "grad_norm": grad_norm}
         lr = learning_rate_in_state(opt_state)
         if spec.schedule is None and lr is not None:
             row["learning_rate"] = lr
-        state = state._replace(
-            params=jax.tree.map(keep, params, state.params),
-            opt_state=jax.tree.map(keep, opt_state, state.opt_state),
-            model_state=jax.tree.map(keep, model_state, state.model_state),
-            nonfinite=state.nonfinite | (~ok & ~state.diverged),
-            diverged=frozen,
-        )
-        row["nonfinite"], row["diverged"] = state.nonfinite, state.diverged
+        state = state._replace(params=params, opt_state=opt_state, model_state=model_state)
         return state, row
 
     def updates_of_block(state: RunState, t0, idx):
-        """Updates ``t0, ..., t0 + log_every - 1``; the row of the first.
+        """Updates ``t0, ..., t0 + log_every - 1``, then one check; the row of the first.
 
-        Update ``t0`` is checked as it happens (its row reports it). The others run
-        unchecked, and the block is checked once at its end: a run that went non-finite
-        inside it, or that was frozen already, is put back to its state after update
-        ``t0`` (non-finite values do not heal: a NaN in the state stays there). Checking
-        each of them instead costs a fifth of a small net's training time.
+        A run that went non-finite in the block (a loss, or the state at its end: a NaN
+        in the state stays there), or that was frozen already, is put back to its state
+        at the start of the block. Checking every update instead costs a fifth of a small
+        net's training time.
         """
-        first = None if idx is None else idx[0]
-        state, row = update(state, t0, first)
         if spec.log_every == 1:
-            return state, row
+            end, row = update(state, t0, None if idx is None else idx[0], True)
+            losses = row["batch_loss"]
+        else:
 
-        def inner(state, xs):
-            t, idx = xs
-            state, _ = callbacks_at(state, t, inner_callbacks, jnp.asarray(True))
-            return update(state, t, idx, checked=False), None
+            def inner(state, xs):
+                i, idx = xs
+                t = t0 + i
+                state, _ = callbacks_at(state, t, inner_callbacks, i > 0)
+                return update(state, t, idx, i == 0)
 
-        ts = t0 + jnp.arange(1, spec.log_every, dtype=jnp.int32)
-        end, _ = jax.lax.scan(inner, state, (ts, None if idx is None else idx[1:]))
+            steps = jnp.arange(spec.log_every, dtype=jnp.int32)
+            end, rows = jax.lax.scan(inner, state, (steps, idx))
+            losses = rows["batch_loss"]
+            row = jax.tree.map(lambda r: r[0], rows)
         trained = (end.params, end.opt_state, end.model_state)
-        bad = ~_all_finite(trained) & ~state.diverged
+        ok = _all_finite(trained) & jnp.all(jnp.isfinite(losses))
+        ok = ok & jnp.isfinite(row["grad_norm"])
+        bad = ~ok & ~state.diverged
         frozen = state.diverged | bad
 
         def keep(new, old):
@@ -298,7 +290,6 @@ def _block(model: Model, optimizer, spec: Spec, data, monitor, eval_data):
             params=params,
             opt_state=opt_state,
             model_state=model_state,
-            callback_states=end.callback_states,
             nonfinite=state.nonfinite | bad,
             diverged=frozen,
         )
@@ -321,11 +312,8 @@ def _block(model: Model, optimizer, spec: Spec, data, monitor, eval_data):
         )
         state, metrics = callbacks_at(state, t0, range(len(spec.callbacks)), live)
         row.update(metrics)
-        flags = {"nonfinite": state.nonfinite, "diverged": state.diverged}
+        row["nonfinite"], row["diverged"] = state.nonfinite, state.diverged  # by step t0
         state, urow = _cond_or_nan(t0 < spec.steps, updates_of_block, state, t0, idx)
-        # after update t0 when it ran, else as observed (NaN rows carry no flags)
-        for name, flag in flags.items():
-            row[name] = jnp.where(t0 < spec.steps, urow.pop(name) > 0, flag)
         row.update(urow)
         if spec.schedule is not None:
             row["learning_rate"] = _as_metric(spec.schedule(t0))

@@ -162,12 +162,12 @@ def sweep(
     # A new but identical `make_optimizer` finds the program compiled for the first one.
     abstract_hparams = {k: jax.ShapeDtypeStruct((), v.dtype) for k, v in grid.items()}
     abstract_params = jax.eval_shape(lambda k: model.split(init_fn(k))[0], first_key)
-    make_optimizer = _loop.canonical(
+    same_optimizer = _loop.canonical(
         make_optimizer, _loop.probe_optimizer_factory, abstract_hparams, abstract_params
     )
     static = _loop.Static(
         model=model,
-        make_optimizer=make_optimizer,
+        make_optimizer=same_optimizer,
         spec=spec,
         mesh=mesh,
         shared_batches=seed_list.size == 1,  # every run draws the same minibatches

@@ -106,9 +106,9 @@ def train(
     A run that produces inf or NaN (loss, gradient, parameters, optimizer or model
     state), or whose ``train_loss`` exceeds ``divergence_factor`` times the magnitude of
     its initial value, stops changing and is flagged (``TrainResult.diverged``). Its
-    state stays at the last finite values: the update of each logged step is checked as
-    it happens, the ``log_every - 1`` updates after it once at their end, and a run that
-    went non-finite among those is put back to its state after the logged step's update.
+    state stays at finite values: the updates between two logged steps are checked once,
+    after the last of them, and a run that went non-finite among them is put back to its
+    state at the first (with ``log_every=1``, the last finite values).
     Nothing is raised inside compiled code; with ``throw=True`` a
     :class:`jaxopt_lab.DivergedError` is raised after the loop.
 
