@@ -87,11 +87,11 @@ def make_optimizer(hparams) -> optax.GradientTransformation:
     return jol.momentum(hparams["learning_rate"], hparams["momentum"])
 
 
-def run_sweep(data, lrs, momenta, steps) -> np.ndarray:
+def run_sweep(data, lrs, momenta, steps, make=make_optimizer) -> np.ndarray:
     result = jol.sweep(
         loss_fn,
         init_fn,
-        make_optimizer,
+        make,
         {"learning_rate": lrs, "momentum": momenta},
         data.train,
         steps=steps,
@@ -175,23 +175,10 @@ def run_sweep_twice(data, lrs, momenta, steps) -> np.ndarray:
     start, cpu_start = time.perf_counter(), _cpu_seconds()
     finals = run_sweep(data, lrs, momenta, steps)
     EXTRA["seconds"], EXTRA["cpu"] = time.perf_counter() - start, _cpu_seconds() - cpu_start
-    grid = {"learning_rate": lrs, "momentum": momenta}
     times = []
     for make in (make_optimizer, lambda h: jol.momentum(h["learning_rate"], h["momentum"])):
         start = time.perf_counter()
-        jol.sweep(
-            loss_fn,
-            init_fn,
-            make,
-            grid,
-            data.train,
-            steps=steps,
-            batch_size=BATCH,
-            eval_data=data.validation,
-            log_every=LOG_EVERY,
-            monitor_size=MONITOR,
-            progress=False,
-        )
+        run_sweep(data, lrs, momenta, steps, make)
         times.append(time.perf_counter() - start)
     EXTRA["repeat_seconds"], EXTRA["new_lambda_seconds"] = times
     return finals
