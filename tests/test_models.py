@@ -5,6 +5,8 @@ Both through ``jol.train`` and ``jol.sweep`` (one engine), then into the curvatu
 
 from __future__ import annotations
 
+import importlib
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -283,9 +285,29 @@ def test_linen_cnn_with_batch_stats_trains_and_sweeps():
         )
 
 
+def test_nnx_sweep_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    sweep_module = importlib.import_module("jaxopt_lab.sweep._sweep")
+    args = (cnn_loss, init_cnn, lambda h: jol.momentum(h["learning_rate"], 0.9))
+    kwargs = {"seeds": 2, "max_parallel": 2, "checkpoint_dir": tmp_path, **SETTINGS}
+    first = jol.sweep(*args, {"learning_rate": [0.1]}, TRAIN, **kwargs)
+    waves = []
+    run_wave = sweep_module._run_wave
+    monkeypatch.setattr(sweep_module, "_run_wave", lambda *a: waves.append(1) or run_wave(*a))
+    again = jol.sweep(*args, {"learning_rate": [0.1]}, TRAIN, **kwargs)
+    assert not waves  # every chunk loaded: RNG keys, BatchNorm statistics and all
+    np.testing.assert_array_equal(again.curves["train_loss"], first.curves["train_loss"])
+    np.testing.assert_array_equal(again.model(1).bn.var[...], first.model(1).bn.var[...])
+    np.testing.assert_array_equal(
+        jax.random.key_data(again.state["drop"]["rngs"]["key"][...]),
+        jax.random.key_data(first.state["drop"]["rngs"]["key"][...]),
+    )
+
+
 def test_an_nnx_state_with_rng_counters_is_refused_by_name():
     _, state = nnx.split(CNN(nnx.Rngs(0)))  # the README's old pattern, with Dropout
     with pytest.raises(TypeError, match=r"`params` has a leaf .*uint32.*pass the module itself"):
         jol.train(lambda s, b: 0.0, state, optax.sgd(0.1), TRAIN, key=None, steps=1)
     with pytest.raises(ValueError, match="`state`"):
         jol.train(cnn_loss, CNN(nnx.Rngs(0)), optax.sgd(0.1), TRAIN, key=None, steps=1, state={})
+    with pytest.raises(ValueError, match="`wrt` = 'nope' selects no variable"):
+        jol.train(cnn_loss, CNN(nnx.Rngs(0)), optax.sgd(0.1), TRAIN, key=None, steps=1, wrt="nope")

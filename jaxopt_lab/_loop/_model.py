@@ -132,6 +132,15 @@ def _check_trainable(params: Any, argument: str) -> None:
             )
 
 
+def _check_selected(trained: Any, wrt: Any) -> None:
+    if not jax.tree.leaves(trained):
+        raise ValueError(
+            f"`wrt` = {wrt!r} selects no variable of the module, so nothing would be "
+            "trained; pass a filter such as nnx.Param (the default)."
+        )
+    _check_trainable(trained, "wrt")
+
+
 def from_params(loss_fn: Callable, params: Any, state: Any, wrt: Any) -> tuple[Model, Any, Any]:
     """The model of a ``train`` call: ``(model, params, model_state)``."""
     if not callable(loss_fn):
@@ -147,7 +156,7 @@ def from_params(loss_fn: Callable, params: Any, state: Any, wrt: Any) -> tuple[M
         train_view, eval_view = _views(params)
         train_graph, trained, rest = nnx.split(train_view, wrt, ...)
         eval_graph = nnx.split(eval_view, wrt, ...)[0]
-        _check_trainable(trained, "wrt")
+        _check_selected(trained, wrt)
         return Model("nnx", loss_fn, train_graph, eval_graph, wrt), trained, rest
     _check_trainable(params, "params")
     if state is not None:
@@ -174,7 +183,7 @@ def from_init(
             )
         train_view, eval_view = _views(built)
         train_graph, trained, _ = nnx.split(train_view, wrt, ...)
-        _check_trainable(trained, "wrt")
+        _check_selected(trained, wrt)
         eval_graph = nnx.split(eval_view, wrt, ...)[0]
         return Model("nnx", loss_fn, train_graph, eval_graph, wrt)
     if has_state:

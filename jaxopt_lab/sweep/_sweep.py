@@ -265,6 +265,17 @@ def _stacked(like: Any, size: int, sharding: Any = None) -> Any:
     )
 
 
+def _stacked_like(start: Any, size: int) -> Any:
+    """What ``size`` runs from ``start`` look like; PRNG keys as arrays (their impl)."""
+
+    def like(x):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jnp.stack([x] * size)
+        return jax.ShapeDtypeStruct((size, *x.shape), x.dtype)
+
+    return jax.tree.map(like, start)
+
+
 class _Layout(NamedTuple):
     """How the runs are split: balanced chunks, each padded to ``width`` lanes."""
 
@@ -328,10 +339,10 @@ class _Store:
         saved = ckpt.load_arrays(path)
         history = {k[2:]: v for k, v in saved.items() if k.startswith("h_")}
         params_like, state_like = self.start
-        params = ckpt.tree_from_arrays("p", saved, _stacked(params_like, size))
+        params = ckpt.tree_from_arrays("p", saved, _stacked_like(params_like, size))
         state = None
         if state_like is not None:
-            state = ckpt.tree_from_arrays("m", saved, _stacked(state_like, size))
+            state = ckpt.tree_from_arrays("m", saved, _stacked_like(state_like, size))
         return _Part(history, params, state)
 
     def save(self, j: int, part: _Part) -> None:
