@@ -132,6 +132,13 @@ def _check_trainable(params: Any, argument: str) -> None:
             )
 
 
+def _filter(wrt: Any) -> Any:
+    """The trained variables of an NNX module: ``wrt``, by default ``nnx.Param``."""
+    from flax import nnx
+
+    return nnx.Param if wrt is None else wrt
+
+
 def _check_selected(trained: Any, wrt: Any) -> None:
     if not jax.tree.leaves(trained):
         raise ValueError(
@@ -153,6 +160,7 @@ def from_params(loss_fn: Callable, params: Any, state: Any, wrt: Any) -> tuple[M
             )
         from flax import nnx
 
+        wrt = _filter(wrt)
         train_view, eval_view = _views(params)
         train_graph, trained, rest = nnx.split(train_view, wrt, ...)
         eval_graph = nnx.split(eval_view, wrt, ...)[0]
@@ -181,6 +189,7 @@ def from_init(
                 "`has_state=True` is for functional models returning `(params, state)`; "
                 "`init_fn` returns an nnx.Module, which carries its own state. Drop it."
             )
+        wrt = _filter(wrt)
         train_view, eval_view = _views(built)
         train_graph, trained, _ = nnx.split(train_view, wrt, ...)
         _check_selected(trained, wrt)

@@ -153,7 +153,7 @@ def sweep(
         checks.leading_axis("eval_data", eval_data)
     keys = {int(s): _grid.seed_keys(int(s)) for s in seed_list}
     first_key = keys[int(seed_list[0])][0]
-    model = _loop.model_from_init(loss_fn, init_fn, has_state, _wrt(wrt), first_key)
+    model = _loop.model_from_init(loss_fn, init_fn, has_state, wrt, first_key)
     _grid.check_make_optimizer(make_optimizer, lambda k: model.split(init_fn(k))[0], grid)
     runs = _grid.make_runs(grid, seed_list)
     layout = _Layout.of(runs.seeds.size, devices, max_parallel)
@@ -244,14 +244,6 @@ def sweep(
         labels = [_loop.describe_run(runs.hparams, runs.seeds, r) for r in range(runs.seeds.size)]
         _loop.raise_if_diverged(curves["diverged"], result.steps, labels=labels, what="sweep")
     return result
-
-
-def _wrt(wrt: Any) -> Any:
-    if wrt is not None:
-        return wrt
-    from flax import nnx
-
-    return nnx.Param
 
 
 def _put(tree: Any, sharding: NamedSharding | None) -> Any:

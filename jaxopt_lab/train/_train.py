@@ -196,7 +196,7 @@ def train(
     if spec.batch_size is not None and key is None:
         raise ValueError("`key` is needed to draw minibatches; pass e.g. jax.random.key(0).")
     optimizer = _loop.with_extra_args(checks.check_optimizer("optimizer", optimizer))
-    model, params, model_state = _loop.model_from_params(loss_fn, params, state, _wrt(wrt))
+    model, params, model_state = _loop.model_from_params(loss_fn, params, state, wrt)
     # A new optimizer object with the same rule and settings finds the compiled program.
     optimizer = _loop.canonical(optimizer, _loop.probe_optimizer, jax.eval_shape(lambda: params))
     monitor = _loop.to_device(_loop.monitoring_subset(data, n, monitor_size))
@@ -252,14 +252,6 @@ def train(
         state=run.model_state,
         model=model.module(run.params, run.model_state),
     )
-
-
-def _wrt(wrt: Any) -> Any:
-    if wrt is not None:
-        return wrt
-    from flax import nnx
-
-    return nnx.Param
 
 
 class _Saver:
