@@ -29,7 +29,6 @@ from jaxopt_lab._loop._data import typed_key as typed_key
 from jaxopt_lab._loop._history import assemble_history as assemble_history
 from jaxopt_lab._loop._history import describe_run as describe_run
 from jaxopt_lab._loop._history import raise_if_diverged as raise_if_diverged
-from jaxopt_lab._loop._model import Model as Model
 from jaxopt_lab._loop._model import from_init as model_from_init
 from jaxopt_lab._loop._model import from_params as model_from_params
 from jaxopt_lab._loop._program import Static as Static
@@ -44,7 +43,6 @@ from jaxopt_lab._loop._step import with_extra_args as with_extra_args
 
 __all__ = [
     "Callback",
-    "Model",
     "RunState",
     "Spec",
     "Static",

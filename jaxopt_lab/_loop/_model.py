@@ -132,20 +132,25 @@ def _check_trainable(params: Any, argument: str) -> None:
             )
 
 
-def _filter(wrt: Any) -> Any:
-    """The trained variables of an NNX module: ``wrt``, by default ``nnx.Param``."""
+def _nnx_model(loss_fn: Callable, module: Any, wrt: Any) -> tuple[Model, Any, Any]:
+    """``(model, trained, rest)`` of an NNX module (concrete or abstract).
+
+    ``wrt`` selects the trained variables (default ``nnx.Param``); the graph definitions
+    of the training and evaluation views share the split of the state.
+    """
     from flax import nnx
 
-    return nnx.Param if wrt is None else wrt
-
-
-def _check_selected(trained: Any, wrt: Any) -> None:
+    wrt = nnx.Param if wrt is None else wrt
+    train_view, eval_view = _views(module)
+    train_graph, trained, rest = nnx.split(train_view, wrt, ...)
     if not jax.tree.leaves(trained):
         raise ValueError(
             f"`wrt` = {wrt!r} selects no variable of the module, so nothing would be "
             "trained; pass a filter such as nnx.Param (the default)."
         )
     _check_trainable(trained, "wrt")
+    eval_graph = nnx.split(eval_view, wrt, ...)[0]
+    return Model("nnx", loss_fn, train_graph, eval_graph, wrt), trained, rest
 
 
 def from_params(loss_fn: Callable, params: Any, state: Any, wrt: Any) -> tuple[Model, Any, Any]:
@@ -158,14 +163,7 @@ def from_params(loss_fn: Callable, params: Any, state: Any, wrt: Any) -> tuple[M
                 "`state` is for functional models; an nnx.Module carries its own state "
                 "(BatchNorm statistics, RNG streams). Drop `state=`."
             )
-        from flax import nnx
-
-        wrt = _filter(wrt)
-        train_view, eval_view = _views(params)
-        train_graph, trained, rest = nnx.split(train_view, wrt, ...)
-        eval_graph = nnx.split(eval_view, wrt, ...)[0]
-        _check_selected(trained, wrt)
-        return Model("nnx", loss_fn, train_graph, eval_graph, wrt), trained, rest
+        return _nnx_model(loss_fn, params, wrt)
     _check_trainable(params, "params")
     if state is not None:
         return Model("state", loss_fn), params, state
@@ -189,12 +187,7 @@ def from_init(
                 "`has_state=True` is for functional models returning `(params, state)`; "
                 "`init_fn` returns an nnx.Module, which carries its own state. Drop it."
             )
-        wrt = _filter(wrt)
-        train_view, eval_view = _views(built)
-        train_graph, trained, _ = nnx.split(train_view, wrt, ...)
-        _check_selected(trained, wrt)
-        eval_graph = nnx.split(eval_view, wrt, ...)[0]
-        return Model("nnx", loss_fn, train_graph, eval_graph, wrt)
+        return _nnx_model(loss_fn, built, wrt)[0]
     if has_state:
         if not (isinstance(built, tuple) and len(built) == 2):
             raise TypeError(
