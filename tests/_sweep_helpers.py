@@ -158,14 +158,14 @@ def _main(out: str, checkpoint_dir: str) -> None:
 
     from jaxopt_lab._loop import checkpoint as _checkpoint
 
-    save = _checkpoint.save_arrays
+    save = _checkpoint.Directory.save
 
-    def save_then_die(path, arrays):
-        save(path, arrays)
-        if path.name.startswith("runs_"):
+    def save_then_die(self, name, arrays):
+        save(self, name, arrays)
+        if name.startswith("runs_"):
             os.kill(os.getpid(), signal.SIGKILL)
 
-    _checkpoint.save_arrays = save_then_die
+    _checkpoint.Directory.save = save_then_die
     reference_sweep(checkpoint_dir=checkpoint_dir)
     raise SystemExit("not killed")  # the sweep should never get here
 

@@ -1,31 +1,60 @@
-"""Atomic npz + json checkpoints for ``train`` and ``sweep``.
+"""Checkpoints of ``train`` and ``sweep`` on orbax-checkpoint, that know what they hold.
 
-Every file is written under a temporary name in the same directory and renamed into
-place (``os.replace`` is atomic), so a process killed at any moment leaves either the
-previous file or the new one, never half of one. ``meta.json`` holds a fingerprint of the
-arguments; resuming with different arguments is refused.
+A checkpoint directory holds
+
+- ``meta.json``: what the runs compute (:func:`fingerprint`: the lowered text of the
+  training programs, the grid, the seeds, the data's content hash, the shapes) and the
+  SHA-256 of every saved item's arrays;
+- one orbax checkpoint per item (a chunk of sweep runs, or the state of a training run),
+  written by ``orbax.checkpoint`` under a temporary name and renamed when complete;
+- ``.lock``: an OS file lock held by the one process writing the directory.
+
+A directory whose metadata is missing or unreadable but that holds items is refused (its
+items cannot be trusted); a directory written by another program is refused naming what
+differs; an item that is missing, unreadable or whose arrays do not match their checksum
+is named in a warning and recomputed, never loaded. The metadata is written atomically
+(``os.replace``) after each item, so a process killed at any moment leaves a directory
+that resumes: at worst the item being written is computed again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
+import logging
 import os
 import pathlib
+import shutil
 import tempfile
+import time
+import warnings
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 META = "meta.json"
+LOCK = ".lock"
+FORMAT = "jaxopt_lab checkpoint 2 (orbax)"
+_POLL_SECONDS = 0.05
 
 
 def _host(leaf: Any) -> np.ndarray:
     if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
         leaf = jax.random.key_data(leaf)
     return np.asarray(leaf)
+
+
+def content_hash(arrays: Any) -> str:
+    """SHA-256 of a pytree's leaves: their dtypes, shapes and bytes, in tree order."""
+    h = hashlib.sha256()
+    for a in map(_host, jax.tree.leaves(arrays)):
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
 
 
 def describe(tree: Any, *, with_hash: bool = True) -> dict[str, Any]:
@@ -38,36 +67,8 @@ def describe(tree: Any, *, with_hash: bool = True) -> dict[str, Any]:
         "dtypes": [str(a.dtype) for a in arrays],
     }
     if with_hash:
-        h = hashlib.sha256()
-        for a in arrays:
-            h.update(np.ascontiguousarray(a).tobytes())
-        out["sha256"] = h.hexdigest()
+        out["sha256"] = content_hash(arrays)
     return out
-
-
-def _atomic_write(path: pathlib.Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def save_arrays(path: pathlib.Path, arrays: dict[str, Any]) -> None:
-    """Writes ``arrays`` (name -> array) to ``path`` (.npz) atomically."""
-    host = {k: _host(v) for k, v in arrays.items()}
-    _atomic_write(path, lambda f: np.savez(f, **host))
-
-
-def load_arrays(path: pathlib.Path) -> dict[str, np.ndarray]:
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
 
 
 def tree_to_arrays(prefix: str, tree: Any) -> dict[str, np.ndarray]:
@@ -88,29 +89,257 @@ def tree_from_arrays(prefix: str, arrays: dict[str, np.ndarray], like: Any) -> A
     return jax.tree.unflatten(treedef, out)
 
 
-def open_directory(directory: str | os.PathLike, meta: dict[str, Any]) -> pathlib.Path:
-    """Creates ``directory`` with ``meta.json``, or checks that the saved meta matches.
+def _atomic_write_text(path: pathlib.Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def check_directory(directory: Any) -> pathlib.Path:
+    """``directory`` as a path that is (or can be made) a writable directory.
+
+    Called before any computing, so a bad ``checkpoint_dir`` costs nothing.
 
     Raises:
-      ValueError: naming ``checkpoint_dir`` and the arguments that differ.
+      TypeError, ValueError: naming ``checkpoint_dir``, the path and the fix.
     """
+    if not isinstance(directory, str | os.PathLike):
+        raise TypeError(f"`checkpoint_dir` must be a path (str or os.PathLike), got {directory!r}.")
     path = pathlib.Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
-    meta = json.loads(json.dumps(meta))  # normalise tuples to lists etc.
-    meta_path = path / META
-    if meta_path.exists():
-        saved = json.loads(meta_path.read_text())
-        if saved != meta:
-            keys = sorted(k for k in set(saved) | set(meta) if saved.get(k) != meta.get(k))
-            raise ValueError(
-                f"`checkpoint_dir` {str(path)!r} holds a checkpoint written with different "
-                f"arguments (they differ in: {', '.join(keys)}). Call again with the same "
-                "arguments to resume, or pass a new (or empty) `checkpoint_dir`."
-            )
-    else:
-        text = json.dumps(meta, indent=1, sort_keys=True).encode()
-        _atomic_write(meta_path, lambda f: f.write(text))
+    if path.exists() and not path.is_dir():
+        raise ValueError(
+            f"`checkpoint_dir` {str(path)!r} is a file, not a directory; pass a directory "
+            "(new or one this function wrote)."
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(
+            f"`checkpoint_dir` {str(path)!r} cannot be created ({e.strerror}); pass a "
+            "directory you can write to."
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"`checkpoint_dir` {str(path)!r} is not writable; pass a directory you can write to."
+        )
     return path
+
+
+def _normalise(meta: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(meta))  # tuples to lists etc.
+
+
+def _differences(saved: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    return sorted(k for k in set(saved) | set(meta) if saved.get(k) != meta.get(k))
+
+
+def _refusal(path: pathlib.Path, keys: list[str], by_other: str = "") -> ValueError:
+    what = "a different training program" if "program" in keys else "different arguments"
+    return ValueError(
+        f"`checkpoint_dir` {str(path)!r} {by_other}was written by {what}: they differ in: "
+        f"{', '.join(keys)}. Call again with the same arguments to resume, or pass a new "
+        "(or empty) `checkpoint_dir`."
+    )
+
+
+class Directory:
+    """An open checkpoint directory: checked, locked, its metadata agreed.
+
+    Use as a context manager; the lock is released on exit (and by the OS if the process
+    dies). ``open`` waits while another process with the same fingerprint writes the
+    directory (then resumes from what it saved) and refuses at once one with another.
+    """
+
+    def __init__(self, path: pathlib.Path, meta: dict[str, Any], lock: Any):
+        self.path, self._lock = path, lock
+        self._meta = meta
+        self.items: dict[str, str] = dict(meta.get("items", {}))
+
+    @classmethod
+    def open(cls, directory: Any, fingerprint: dict[str, Any]) -> Directory:
+        path = check_directory(directory)
+        fingerprint = _normalise(fingerprint)
+        lock = open(path / LOCK, "a+")  # noqa: SIM115 (held until close)
+        try:
+            _acquire(lock, path, fingerprint)
+            meta = _agree(path, fingerprint)
+            lock.seek(0)
+            lock.truncate()
+            lock.write(str(os.getpid()))
+            lock.flush()
+            _remove_leftovers(path, meta)
+        except BaseException:
+            lock.close()
+            raise
+        return cls(path, meta, lock)
+
+    def __enter__(self) -> Directory:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._lock is not None and not self._lock.closed:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+
+    def _write_meta(self) -> None:
+        self._meta = {**self._meta, "items": dict(sorted(self.items.items()))}
+        _atomic_write_text(self.path / META, json.dumps(self._meta, indent=1, sort_keys=True))
+
+    def save(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        """Saves ``arrays`` (name -> array) as item ``name`` and records its checksum."""
+        arrays = {k: _host(v) for k, v in arrays.items()}
+        target = self.path / name
+        if target.exists():  # an unrecorded leftover, or an item being replaced
+            shutil.rmtree(target)
+        _checkpointer().save(target, arrays)
+        self.items[name] = content_hash(arrays)
+        self._write_meta()
+
+    def load(self, name: str) -> dict[str, np.ndarray] | None:
+        """Item ``name``'s arrays, or None when it was never saved or cannot be trusted.
+
+        A recorded item that is missing, unreadable or altered is named in a warning,
+        removed, and left to be computed again.
+        """
+        target = self.path / name
+        digest = self.items.get(name)
+        if digest is None:
+            return None
+        problem = None
+        if not target.is_dir():
+            problem = "is missing"
+        else:
+            try:
+                arrays = _checkpointer().restore(target)
+                arrays = {k: np.asarray(v) for k, v in arrays.items()}
+            except Exception as e:  # orbax/tensorstore raise many kinds on damaged files
+                problem = f"cannot be read ({type(e).__name__}: {str(e)[:200]})"
+            else:
+                if content_hash(arrays) != digest:
+                    problem = "does not match its checksum in meta.json (altered)"
+        if problem is None:
+            return arrays
+        warnings.warn(
+            f"checkpoint item {str(target)!r} {problem}; it is computed again.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        self.discard(name)
+        return None
+
+    def discard(self, name: str) -> None:
+        """Forgets item ``name`` and removes its files."""
+        if self.items.pop(name, None) is not None:
+            self._write_meta()
+        shutil.rmtree(self.path / name, ignore_errors=True)
+
+
+def _checkpointer() -> Any:
+    import orbax.checkpoint as ocp  # imported on first use: it takes a second
+
+    logging.getLogger("absl").setLevel(logging.ERROR)  # orbax logs every save at INFO
+    return ocp.PyTreeCheckpointer()
+
+
+def _read_meta(path: pathlib.Path) -> dict[str, Any] | str | None:
+    """The saved metadata; None if there is none; a reason string if unreadable."""
+    try:
+        text = (path / META).read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as e:
+        return f"is not valid JSON ({e.msg} at line {e.lineno})"
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return "was not written by this version of jaxopt_lab"
+    return meta
+
+
+def _acquire(lock: Any, path: pathlib.Path, fingerprint: dict[str, Any]) -> None:
+    """Takes the directory's lock; while another process holds it, checks its metadata.
+
+    A holder with another fingerprint is refused at once; with the same one, this waits
+    (the holder's items are then loaded, not computed again).
+    """
+    warned = False
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        saved = _read_meta(path)
+        if isinstance(saved, dict):
+            keys = _differences(saved["fingerprint"], fingerprint)
+            if keys:
+                holder = (path / LOCK).read_text().strip() or "?"
+                raise _refusal(
+                    path, keys, f"is being written by another process (pid {holder}) and "
+                )
+            if not warned:
+                warnings.warn(
+                    f"`checkpoint_dir` {str(path)!r} is being written by another process with "
+                    "the same arguments; waiting for it, then resuming from what it saved.",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                warned = True
+        time.sleep(_POLL_SECONDS)
+
+
+def _items_on_disk(path: pathlib.Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir() if p.name not in (META, LOCK))
+
+
+def _agree(path: pathlib.Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The directory's metadata after checking it against ``fingerprint`` (or writing it)."""
+    saved = _read_meta(path)
+    if isinstance(saved, str) or saved is None:
+        leftovers = [n for n in _items_on_disk(path) if not n.startswith(".")]
+        if leftovers or isinstance(saved, str):
+            reason = "no meta.json" if saved is None else f"a meta.json that {saved}"
+            raise ValueError(
+                f"`checkpoint_dir` {str(path)!r} holds {', '.join(leftovers[:3]) or 'files'}"
+                f"{' ...' if len(leftovers) > 3 else ''} but {reason}, so what they hold "
+                "cannot be told: they are not loaded. Move them away (or delete them), or "
+                "pass a new `checkpoint_dir`."
+            )
+        meta = {"format": FORMAT, "fingerprint": fingerprint, "items": {}}
+        _atomic_write_text(path / META, json.dumps(meta, indent=1, sort_keys=True))
+        return meta
+    keys = _differences(saved["fingerprint"], fingerprint)
+    if keys:
+        raise _refusal(path, keys)
+    return saved
+
+
+def _remove_leftovers(path: pathlib.Path, meta: dict[str, Any]) -> None:
+    """Removes what a killed writer left: temporary files and unrecorded items."""
+    recorded = set(meta.get("items", {}))
+    for name in _items_on_disk(path):
+        if name in recorded:
+            continue
+        target = path / name
+        if target.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                target.unlink()
 
 
 def function_name(fn: Any) -> str:
@@ -119,36 +348,28 @@ def function_name(fn: Any) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
 
 
-def probe(optimizer: Any, params: Any) -> Any:
-    """One update from all-ones gradients: tells optimizers apart for checkpoints."""
-    try:
-        grads = jax.tree.map(jnp.ones_like, params)
-        return optimizer.update(grads, optimizer.init(params), params)[0]
-    except Exception:  # an optimizer that needs extra arguments: not fingerprinted
-        return None
-
-
 def fingerprint(
     kind: str,
     *,
-    functions: tuple,
+    programs: dict[str, str],
     model_kind: str,
     spec: Any,
     monitor_size: int,
     data: Any,
     eval_data: Any,
     start: tuple[Any, Any],
-    optimizer: Any,
     **extra: Any,
 ) -> dict[str, Any]:
-    """What a checkpoint must agree on before it is resumed (``open_directory`` checks it).
+    """What a checkpoint must agree on before it is resumed.
 
-    Functions count by name, the optimizer by one probe update at the starting
-    parameters, data and starting point by content hash.
+    ``programs`` maps a name to the SHA-256 of a lowered program's text (the training
+    chunk, the optimizer's initialisation, the start's construction): every constant,
+    fixed hyperparameter, schedule and loss body is spelt out there. Data and starting
+    point count by content hash.
     """
     return {
         "kind": kind,
-        "functions": [function_name(f) for f in functions],
+        "program": dict(sorted(programs.items())),
         "model": model_kind,
         "spec": [
             spec.steps,
@@ -159,10 +380,8 @@ def fingerprint(
             spec.divergence_factor,
         ],
         "callbacks": [[function_name(type(cb)), cb.every] for cb in spec.callbacks],
-        "schedule": None if spec.schedule is None else function_name(spec.schedule),
         "data": describe(data),
         "eval_data": None if eval_data is None else describe(eval_data),
         "start": describe(start),
-        "optimizer": describe(probe(optimizer, start[0])),
         **extra,
     }

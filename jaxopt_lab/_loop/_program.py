@@ -150,7 +150,33 @@ class Program:
     def __init__(self, fun: Callable, *, donate_argnums: tuple[int, ...] = ()):
         self._jit = jax.jit(fun, static_argnums=0, donate_argnums=donate_argnums)
         self._by_static: collections.OrderedDict[tuple, Any] = collections.OrderedDict()
+        self._lowered: collections.OrderedDict[tuple, Any] = collections.OrderedDict()
+        self._texts: collections.OrderedDict[tuple, str] = collections.OrderedDict()
         self.__wrapped__ = fun
+
+    def _lower(self, key: tuple, static: Static, args: tuple) -> tuple[Any, str]:
+        """The lowered program and the SHA-256 of its text, kept until compiled."""
+        with _LOCK:
+            hit = self._lowered.get(key)
+        if hit is None:
+            lowered = self._jit.lower(static, *args)
+            hit = (lowered, hashlib.sha256(lowered.as_text().encode()).hexdigest())
+            with _LOCK:
+                _remember(self._lowered, key, hit)
+                _remember(self._texts, key, hit[1])
+        return hit
+
+    def text_hash(self, static: Static, *args: Any) -> str:
+        """SHA-256 of the lowered program's text for arguments like ``args``.
+
+        Every constant of the program is spelt out in that text (fixed hyperparameters,
+        schedules, the loss body), so it tells programs apart by what they compute;
+        checkpoints record it. Lowering is kept for a later :meth:`executable`.
+        """
+        key = (jax.default_backend(), static, _signature(args))
+        with _LOCK:
+            text = self._texts.get(key)
+        return text if text is not None else self._lower(key, static, args)[1]
 
     def executable(self, static: Static, *args: Any) -> Any:
         backend = jax.default_backend()
@@ -159,8 +185,7 @@ class Program:
             hit = self._by_static.get(key)
         if hit is not None:
             return hit
-        lowered = self._jit.lower(static, *args)
-        text = hashlib.sha256(lowered.as_text().encode()).hexdigest()
+        lowered, text = self._lower(key, static, args)
         text_key = (backend, text, str(lowered.in_tree))
         with _LOCK:
             compiled = _BY_TEXT.get(text_key)
@@ -171,6 +196,7 @@ class Program:
                 _remember(_BY_TEXT, text_key, compiled)
         with _LOCK:
             _remember(self._by_static, key, compiled)
+            self._lowered.pop(key, None)
         return compiled
 
     def __call__(self, static: Static, *args: Any) -> Any:

@@ -44,13 +44,23 @@ def over_runs(fn: Callable, mesh: Mesh | None, num_run_args: int, num_shared: in
     return jax.shard_map(batched, mesh=mesh, in_specs=specs, out_specs=P(RUNS), check_vma=False)
 
 
+def _init_one(static: Static, hp, params, model_state, key, monitor) -> RunState:
+    """Step 0 of one run of a sweep (``hp`` its hyperparameters)."""
+    optimizer = with_extra_args(static.make_optimizer(hp))
+    return init_run(static.model, optimizer, static.spec, params, model_state, key, monitor)
+
+
+def _train_one(static: Static, state, hp, idx, start, data, monitor, eval_data):
+    """``spec.chunk_size`` steps of one run of a sweep."""
+    optimizer = static.make_optimizer(hp)
+    return run_chunk(
+        static.model, optimizer, static.spec, state, start, idx, data, monitor, eval_data
+    )
+
+
 def _init_runs(static: Static, hparams, params, model_state, keys, monitor) -> RunState:
     """Step 0 of every run: ``hparams``, starting points and keys have a run axis."""
-
-    def one(hp, params, model_state, key, monitor):
-        optimizer = with_extra_args(static.make_optimizer(hp))
-        return init_run(static.model, optimizer, static.spec, params, model_state, key, monitor)
-
+    one = lambda *a: _init_one(static, *a)
     return over_runs(one, static.mesh, 4, 1)(hparams, params, model_state, keys, monitor)
 
 
@@ -62,13 +72,7 @@ def _train_runs(static: Static, state, hparams, indices, start, data, monitor, e
     first layer of every run multiplies the same batch, one matrix product for all runs
     instead of one per run.
     """
-
-    def one(state, hp, idx, start, data, monitor, eval_data):
-        optimizer = static.make_optimizer(hp)
-        return run_chunk(
-            static.model, optimizer, static.spec, state, start, idx, data, monitor, eval_data
-        )
-
+    one = lambda *a: _train_one(static, *a)
     if static.shared_batches:
         run = over_runs(lambda s, h, *shared: one(s, h, *shared), static.mesh, 2, 5)
     else:
@@ -88,4 +92,8 @@ def _build(static: Static, key: jax.Array) -> tuple[Any, Any]:
 train_run = Program(_train_run, donate_argnums=(1,))
 init_runs = Program(_init_runs)
 train_runs = Program(_train_runs, donate_argnums=(1,))
+# What one run of a sweep computes, whatever the width of the program and the devices it
+# is spread over: lowered (never compiled) for the checkpoint's fingerprint.
+init_one = Program(_init_one)
+train_one = Program(_train_one)
 build = Program(_build)

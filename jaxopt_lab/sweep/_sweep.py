@@ -102,10 +102,15 @@ def sweep(
       chunk_size: steps per compiled call (default about ``steps / 20``).
       devices: the devices to shard over (default ``jax.devices()``).
       progress: show a tqdm progress bar.
-      checkpoint_dir: if given, every finished chunk of runs is saved there
-        atomically; calling again with the same arguments loads finished chunks instead
-        of recomputing them, and different arguments raise ``ValueError``. Functions
-        are recognised by name, the optimizer by one probe update.
+      checkpoint_dir: if given, every finished chunk of runs is saved there with
+        orbax-checkpoint; calling again with the same arguments loads finished chunks
+        instead of recomputing them. The directory records what the runs compute (the
+        lowered training program's text, so every fixed hyperparameter, schedule and
+        loss body counts; the grid, seeds and data by content) and refuses a call that
+        computes something else (``ValueError``), as well as chunks it cannot vouch
+        for; a damaged chunk is named in a warning and recomputed. One process writes
+        it at a time (an OS file lock): another with other arguments is refused, one
+        with the same arguments waits and then loads what the first saved.
       throw: raise :class:`jaxopt_lab.DivergedError` naming the diverged runs (after
         every run has finished).
 
@@ -151,6 +156,7 @@ def sweep(
     )
     if eval_data is not None:
         checks.leading_axis("eval_data", eval_data)
+    directory = None if checkpoint_dir is None else ckpt.check_directory(checkpoint_dir)
     keys = {int(s): _grid.seed_keys(int(s)) for s in seed_list}
     first_key = keys[int(seed_list[0])][0]
     model = _loop.model_from_init(loss_fn, init_fn, has_state, wrt, first_key)
@@ -178,35 +184,6 @@ def sweep(
     data = _put(data, replicated)
     eval_data = None if eval_data is None else _put(eval_data, replicated)
 
-    store = None
-    if checkpoint_dir is not None:
-        start = jax.device_get(programs.build(builder, first_key))
-        hparams0 = {k: jnp.asarray(v[0]) for k, v in grid.items()}
-        meta = ckpt.fingerprint(
-            "sweep",
-            functions=(loss_fn, init_fn, make_optimizer),
-            model_kind=model.kind,
-            spec=spec,
-            monitor_size=monitor_size,
-            data=data,
-            eval_data=eval_data,
-            start=start,
-            optimizer=_loop.with_extra_args(make_optimizer(hparams0)),
-            grid={k: v.tolist() for k, v in grid.items()},
-            seeds=seed_list.tolist(),
-            runs_per_chunk=layout.runs_per_chunk,
-        )
-        store = _Store(ckpt.open_directory(checkpoint_dir, meta), start)
-
-    bar = tqdm.auto.tqdm(
-        total=runs.seeds.size * spec.steps, disable=not progress, unit="run-step", desc="sweep"
-    )
-    parts: list[Any] = [None] * len(layout.chunks)
-    for j, members in enumerate(layout.chunks):
-        parts[j] = None if store is None else store.load(j, members.size)
-        if parts[j] is not None:
-            bar.update(members.size * spec.steps)
-    pending = [j for j, part in enumerate(parts) if part is None]
     plan = _Plan(
         static=static,
         builder=builder,
@@ -216,10 +193,52 @@ def sweep(
         data=data,
         monitor=monitor,
         eval_data=eval_data,
-        warm=_precompile(static, builder, layout, runs, first_key, data, monitor, eval_data)
-        if pending
-        else None,
+        warm=None,
     )
+    store = None
+    if directory is not None:
+        start = jax.device_get(programs.build(builder, first_key))
+        init_args, train_args = _one_run(plan, *_abstract_args(plan, first_key))
+        meta = ckpt.fingerprint(
+            "sweep",
+            programs={
+                "build": programs.build.text_hash(builder, first_key),
+                "init": programs.init_one.text_hash(static, *init_args),
+                "train": programs.train_one.text_hash(static, *train_args),
+            },
+            model_kind=model.kind,
+            spec=spec,
+            monitor_size=monitor_size,
+            data=data,
+            eval_data=eval_data,
+            start=start,
+            grid={k: v.tolist() for k, v in grid.items()},
+            seeds=seed_list.tolist(),
+            runs_per_chunk=layout.runs_per_chunk,
+        )
+        store = _Store(ckpt.Directory.open(directory, meta), start)
+    try:
+        return _sweep(plan, first_key, store, progress=progress, throw=throw)
+    finally:
+        if store is not None:
+            store.directory.close()
+
+
+def _sweep(plan: _Plan, first_key: Any, store: _Store | None, *, progress, throw) -> SweepResult:
+    """The sweep proper: chunks loaded from ``store`` or trained, then the result."""
+    static, runs, layout = plan.static, plan.runs, plan.layout
+    spec, model = static.spec, static.model
+    bar = tqdm.auto.tqdm(
+        total=runs.seeds.size * spec.steps, disable=not progress, unit="run-step", desc="sweep"
+    )
+    parts: list[Any] = [None] * len(layout.chunks)
+    for j, members in enumerate(layout.chunks):
+        parts[j] = None if store is None else store.load(j, members.size)
+        if parts[j] is not None:
+            bar.update(members.size * spec.steps)
+    pending = [j for j, part in enumerate(parts) if part is None]
+    if pending:
+        plan = plan._replace(warm=_precompile(plan, first_key))
     for w in range(0, len(pending), layout.num_devices):  # a wave: one chunk per device
         wave = pending[w : w + layout.num_devices]
         trained = _run_wave(plan, [layout.chunks[j] for j in wave], bar)
@@ -316,19 +335,15 @@ class _Part(NamedTuple):
 
 
 class _Store:
-    """The checkpoint of a sweep: one file per finished chunk of runs."""
+    """The checkpoint of a sweep: one orbax item per finished chunk of runs."""
 
-    def __init__(self, directory, start: tuple[Any, Any]):
+    def __init__(self, directory: ckpt.Directory, start: tuple[Any, Any]):
         self.directory, self.start = directory, start
 
-    def _path(self, j: int):
-        return self.directory / f"runs_{j:05d}.npz"
-
     def load(self, j: int, size: int) -> _Part | None:
-        path = self._path(j)
-        if not path.exists():
+        saved = self.directory.load(f"runs_{j:05d}")
+        if saved is None:
             return None
-        saved = ckpt.load_arrays(path)
         history = {k[2:]: v for k, v in saved.items() if k.startswith("h_")}
         params_like, state_like = self.start
         params = ckpt.tree_from_arrays("p", saved, _stacked_like(params_like, size))
@@ -342,7 +357,7 @@ class _Store:
         arrays.update(ckpt.tree_to_arrays("p", part.params))
         if part.state is not None:
             arrays.update(ckpt.tree_to_arrays("m", part.state))
-        ckpt.save_arrays(self._path(j), arrays)
+        self.directory.save(f"runs_{j:05d}", arrays)
 
 
 class _Plan(NamedTuple):
@@ -359,8 +374,10 @@ class _Plan(NamedTuple):
     warm: concurrent.futures.Future | None  # of _precompile, awaited before the first chunk
 
 
-def _abstract_args(static, builder, layout, runs, key, data, monitor, eval_data) -> tuple:
-    """Abstract arguments of a wave's training program (what ``_run_wave`` passes)."""
+def _abstract_args(plan: _Plan, key: Any) -> tuple[tuple, tuple]:
+    """Abstract arguments of a wave's programs (what ``_run_wave`` passes): init, train."""
+    static, builder, layout, runs = plan.static, plan.builder, plan.layout, plan.runs
+    data, monitor, eval_data = plan.data, plan.monitor, plan.eval_data
     lanes, by_run = layout.lanes, layout.by_run
     hparams = {
         k: jax.ShapeDtypeStruct((lanes,), jnp.asarray(v[:1]).dtype, sharding=by_run)
@@ -372,9 +389,8 @@ def _abstract_args(static, builder, layout, runs, key, data, monitor, eval_data)
     if static.model.uses_key:
         keys = jax.ShapeDtypeStruct((lanes,), jax.random.key(0).dtype, sharding=by_run)
     start = (_stacked(params, lanes, by_run), _stacked(model_state, lanes, by_run))
-    state = jax.eval_shape(
-        lambda *a: programs.init_runs.__wrapped__(static, *a), hparams, *start, keys, monitor
-    )
+    init_args = (hparams, *start, keys, monitor)
+    state = jax.eval_shape(lambda *a: programs.init_runs.__wrapped__(static, *a), *init_args)
     idx = None
     if static.spec.batch_size is not None:
         shape = (static.spec.chunk_size, static.spec.batch_size)
@@ -385,10 +401,25 @@ def _abstract_args(static, builder, layout, runs, key, data, monitor, eval_data)
             idx = jax.ShapeDtypeStruct((lanes, *shape), jnp.int32, sharding=by_run)
     state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=by_run), state)
     start_step = jax.ShapeDtypeStruct((), jnp.int32)
-    return state, hparams, idx, start_step, data, monitor, eval_data
+    return init_args, (state, hparams, idx, start_step, data, monitor, eval_data)
 
 
-def _precompile(static, builder, layout, runs, key, data, monitor, eval_data):
+def _one_run(plan: _Plan, init_args: tuple, train_args: tuple) -> tuple[tuple, tuple]:
+    """The arguments of one run's programs: no run axis, no sharding (no devices)."""
+
+    def plain(tree, drop=0):
+        return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[drop:], s.dtype), tree)
+
+    hparams, params, model_state, keys, monitor = init_args
+    state, _, idx, start_step, data, _, eval_data = train_args
+    idx = plain(idx, drop=0 if plan.static.shared_batches else 1)
+    data, monitor, eval_data, start_step = plain((data, monitor, eval_data, start_step))
+    init = (*plain((hparams, params, model_state, keys), drop=1), monitor)
+    train = (plain(state, 1), plain(hparams, 1), idx, start_step, data, monitor, eval_data)
+    return init, train
+
+
+def _precompile(plan: _Plan, key: Any) -> concurrent.futures.Future:
     """Compiles the training program of a wave from abstract values, in a second thread.
 
     XLA compiles without holding the GIL, so this overlaps with setting the runs up;
@@ -398,8 +429,8 @@ def _precompile(static, builder, layout, runs, key, data, monitor, eval_data):
 
     def compile_wave():
         try:
-            args = _abstract_args(static, builder, layout, runs, key, data, monitor, eval_data)
-            programs.train_runs.executable(static, *args)
+            _, args = _abstract_args(plan, key)
+            programs.train_runs.executable(plan.static, *args)
         except Exception:  # a failed warm-up only costs the compilation later
             pass
 

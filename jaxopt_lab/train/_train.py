@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import tqdm.auto
@@ -138,10 +139,13 @@ def train(
       chunk_size: steps per compiled call, rounded up to a multiple of ``log_every``
         (default: about ``steps / 20``).
       progress: show a tqdm progress bar.
-      checkpoint_dir: if given, the state and history are saved there (atomically)
-        every ``checkpoint_every`` steps, and a call with the same arguments resumes from
-        them; a call with different arguments raises ``ValueError``. The optimizer is
-        recognised by one probe update, the loss function by its name.
+      checkpoint_dir: if given, the state and history are saved there with
+        orbax-checkpoint every ``checkpoint_every`` steps, and a call with the same
+        arguments resumes from them. The directory records what the run computes (the
+        lowered training program's text: loss body, optimizer, fixed hyperparameters,
+        schedules; data and starting state by content) and refuses a call that computes
+        something else (``ValueError``); a damaged save is named in a warning and the
+        run starts over. One process writes it at a time (an OS file lock).
       checkpoint_every: steps between checkpoints, rounded up to whole chunks
         (default: every chunk).
       throw: raise :class:`jaxopt_lab.DivergedError` if the run diverged.
@@ -193,6 +197,7 @@ def train(
     )
     if eval_data is not None:
         checks.leading_axis("eval_data", eval_data)
+    directory = None if checkpoint_dir is None else ckpt.check_directory(checkpoint_dir)
     if spec.batch_size is not None and key is None:
         raise ValueError("`key` is needed to draw minibatches; pass e.g. jax.random.key(0).")
     optimizer = _loop.with_extra_args(checks.check_optimizer("optimizer", optimizer))
@@ -207,23 +212,32 @@ def train(
     static = _loop.Static(model=model, optimizer=optimizer, spec=spec)
 
     saver = None
-    if checkpoint_dir is not None:
+    if directory is not None:
         every = checks.positive_int("checkpoint_every", checkpoint_every or spec.chunk_size)
+        idx = _loop.chunk_indices(spec, None if key is None else [_loop.key_words(key)], None, 0)
+        chunk_args = (run, jnp.int32(0), idx, data, monitor, eval_data)
         meta = ckpt.fingerprint(
             "train",
-            functions=(loss_fn,),
+            programs={"train_run": _loop.programs.train_run.text_hash(static, *chunk_args)},
             model_kind=model.kind,
             spec=spec,
             monitor_size=monitor_size,
             data=data,
             eval_data=eval_data,
-            start=(params, model_state),
-            optimizer=optimizer,
-            key=None if key is None else ckpt.describe(key),
+            start=run,  # parameters, model state, the optimizer's initial state, the key
         )
-        saver = _Saver(ckpt.open_directory(checkpoint_dir, meta) / "train.npz", every, spec)
+        saver = _Saver(ckpt.Directory.open(directory, meta), every, spec)
         run = saver.restore(run)
+    try:
+        return _train(static, run, spec, key, data, monitor, eval_data, saver, progress, throw)
+    finally:
+        if saver is not None:
+            saver.directory.close()
 
+
+def _train(static, run, spec, key, data, monitor, eval_data, saver, progress, throw):
+    """The loop over chunks, from ``run`` (restored from ``saver`` when resuming)."""
+    model = static.model
     words = None if key is None else [_loop.key_words(key)]
     bar = tqdm.auto.tqdm(total=spec.steps, disable=not progress, unit="step", desc="train")
     first = 0 if saver is None else saver.next_chunk
@@ -255,17 +269,24 @@ def train(
 
 
 class _Saver:
-    """The checkpoint of one run: its state and history rows, every ``every`` steps."""
+    """The checkpoint of one run: its state and history rows, every ``every`` steps.
 
-    def __init__(self, path, every: int, spec: _loop.Spec):
-        self.path, self.every, self.spec = path, every, spec
+    Each save is a new orbax item ``train_<chunks done>``; the previous one is removed
+    once the metadata records the new one, so a kill at any moment leaves one to resume.
+    """
+
+    def __init__(self, directory: ckpt.Directory, every: int, spec: _loop.Spec):
+        self.directory, self.every, self.spec = directory, every, spec
         self.next_chunk = 0
         self.rows: list[dict[str, np.ndarray]] = []  # rows of the chunks restored
 
     def restore(self, run: _loop.RunState) -> _loop.RunState:
-        if not self.path.exists():
+        names = sorted(n for n in self.directory.items if n.startswith("train_"))
+        for name in names[:-1]:  # a kill between saving the newest and removing these
+            self.directory.discard(name)
+        saved = self.directory.load(names[-1]) if names else None
+        if saved is None:
             return run
-        saved = ckpt.load_arrays(self.path)
         run = _loop.to_device(ckpt.tree_from_arrays("s", saved, run))
         self.next_chunk = int(saved["next_chunk"])
         if self.next_chunk:
@@ -283,6 +304,11 @@ class _Saver:
         history = {k: np.concatenate([ch[k] for ch in done]) for k in done[0]}
         arrays = ckpt.tree_to_arrays("s", jax.device_get(run))
         arrays.update({"h_" + k: v for k, v in history.items()})
-        ckpt.save_arrays(self.path, {**arrays, "next_chunk": np.asarray(chunk + 1)})
+        previous = f"train_{self.next_chunk:05d}"
+        self.directory.save(
+            f"train_{chunk + 1:05d}", {**arrays, "next_chunk": np.asarray(chunk + 1)}
+        )
+        if self.next_chunk:
+            self.directory.discard(previous)
         self.next_chunk = chunk + 1
         self.rows, rows[:] = [history], []
