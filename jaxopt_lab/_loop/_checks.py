@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
 
 from jaxopt_lab._loop._callbacks import Callback
 from jaxopt_lab._loop._step import Spec
@@ -55,8 +60,18 @@ def choose_chunk_size(chunk_size: int | None, steps: int, log_every: int) -> int
     return math.ceil(chunk_size / log_every) * log_every
 
 
+# The step counter, the minibatch positions and the history are int32 on the device.
+MAX_STEPS = 2**31 - 1
+
+
 def check_callbacks(callbacks: Any) -> tuple:
-    callbacks = tuple(callbacks)
+    try:
+        callbacks = tuple(callbacks)
+    except TypeError:
+        raise TypeError(
+            f"`callbacks` must be a sequence of Callbacks, got {callbacks!r}; pass e.g. "
+            "[jol.curvature.SharpnessCallback(...)] or ()."
+        ) from None
     for i, cb in enumerate(callbacks):
         if not isinstance(cb, Callback):
             raise TypeError(
@@ -70,6 +85,10 @@ def check_callbacks(callbacks: Any) -> tuple:
 def check_divergence_factor(factor: float | None) -> float | None:
     if factor is None:
         return None
+    if isinstance(factor, bool | str) or np.ndim(factor) != 0:
+        raise TypeError(
+            f"`divergence_factor` must be a number > 0 (or None), got {factor!r}; e.g. 1e3."
+        )
     factor = float(factor)
     if not factor > 0:
         raise ValueError(f"`divergence_factor` must be > 0 (or None), got {factor}.")
@@ -89,6 +108,16 @@ def build_spec(
 ) -> Spec:
     """The checked :class:`Spec` of a run (``steps`` checked before the others)."""
     steps = positive_int("steps", steps)
+    if steps > MAX_STEPS:
+        raise ValueError(
+            f"`steps` = {steps} is more than a run can count (its step counter is int32: "
+            f"at most {MAX_STEPS}); pass fewer steps, or continue from the result."
+        )
+    if schedule is not None and not callable(schedule):
+        raise TypeError(
+            f"`schedule` must be the learning-rate schedule (a function of the step) inside "
+            f"the optimizer, or None; got {schedule!r}."
+        )
     log_every = check_log_every(log_every, steps)
     return Spec(
         steps=steps,
@@ -100,3 +129,78 @@ def build_spec(
         callbacks=check_callbacks(callbacks),
         schedule=schedule,
     )
+
+
+def check_key(key: Any) -> Any:
+    """``key`` must be a PRNG key: ``jax.random.key(s)`` or a legacy ``PRNGKey(s)``."""
+    if key is None:
+        return None
+    ok = isinstance(key, jax.Array | np.ndarray) and (
+        (jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ())
+        or (key.dtype == np.uint32 and key.shape == (2,))
+    )
+    if not ok:
+        raise TypeError(
+            f"`key` must be a PRNG key, got {key!r}; pass e.g. jax.random.key(0) (or None "
+            "for full-batch training)."
+        )
+    return key
+
+
+def check_like(name: str, tree: Any, like: Any, like_name: str) -> None:
+    """``tree`` must be structured like ``like``, with the same per-example shapes."""
+    if jax.tree.structure(tree) != jax.tree.structure(like):
+        raise ValueError(
+            f"`{name}` must be structured like `{like_name}` (the loss reads both), got "
+            f"{jax.tree.structure(tree)} against {jax.tree.structure(like)}."
+        )
+    for (path, a), b in zip(
+        jax.tree_util.tree_leaves_with_path(tree), jax.tree.leaves(like), strict=True
+    ):
+        if np.shape(a)[1:] != np.shape(b)[1:]:
+            raise ValueError(
+                f"`{name}`{jax.tree_util.keystr(path)} has examples of shape "
+                f"{np.shape(a)[1:]}, `{like_name}` of shape {np.shape(b)[1:]}; they must "
+                "agree after the leading (example) axis."
+            )
+
+
+def check_loss(model: Any, params: Any, model_state: Any, data: Any, batch: int) -> None:
+    """``loss_fn`` must return a real scalar on a batch of ``batch`` examples (abstractly)."""
+    like = jax.tree.map(lambda x: jax.ShapeDtypeStruct((batch, *np.shape(x)[1:]), x.dtype), data)
+
+    def loss(params, model_state, batch):
+        key = jax.random.key(0) if model.uses_key else None
+        return model.train_loss(params, model_state, batch, key)[0]
+
+    try:
+        out = jax.eval_shape(loss, params, model_state, like)
+    except TypeError as e:
+        if "positional argument" not in str(e):
+            raise
+        call = {
+            "params": "loss_fn(params, batch)",
+            "state": "loss_fn(params, state, batch, key) -> (loss, new_state)",
+            "nnx": "loss_fn(model, batch)",
+        }[model.kind]
+        raise TypeError(
+            f"`loss_fn` is called as {call} for this kind of model, and that call failed: {e}"
+        ) from None
+    if not isinstance(out, jax.ShapeDtypeStruct):
+        raise TypeError(
+            f"`loss_fn` must return a real scalar, got a {type(out).__name__} "
+            f"({jax.tree.structure(out)}); return only the loss (a float of shape ())."
+        )
+    if out.shape != () or not jnp.issubdtype(out.dtype, jnp.floating):
+        what = f"an array of shape {out.shape} and dtype {out.dtype}"
+        fix = (
+            "reduce it over the batch, e.g. with .mean()"
+            if out.shape
+            else "compute it in floating point, e.g. .astype(jnp.float32)"
+        )
+        raise TypeError(f"`loss_fn` must return a real scalar (shape ()), got {what}; {fix}.")
+
+
+def check_function(name: str, fn: Callable) -> None:
+    if not callable(fn):
+        raise TypeError(f"`{name}` must be callable, got {fn!r}.")

@@ -120,6 +120,11 @@ class Model:
 
 
 def _check_trainable(params: Any, argument: str) -> None:
+    if not jax.tree.leaves(params):
+        raise ValueError(
+            f"`{argument}` holds no arrays ({params!r}), so there is nothing to train; pass "
+            "the model's parameters."
+        )
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         dtype = getattr(leaf, "dtype", None) or jnp.result_type(leaf)
         if not jnp.issubdtype(dtype, jnp.inexact):
@@ -165,6 +170,11 @@ def from_params(loss_fn: Callable, params: Any, state: Any, wrt: Any) -> tuple[M
             )
         return _nnx_model(loss_fn, params, wrt)
     _check_trainable(params, "params")
+    if state is not None and not jax.tree.leaves(state):
+        raise ValueError(
+            f"`state` holds no arrays ({state!r}); pass the model's state (e.g. BatchNorm "
+            "statistics), or drop `state=` for a model without one."
+        )
     if state is not None:
         return Model("state", loss_fn), params, state
     return Model("params", loss_fn), params, None

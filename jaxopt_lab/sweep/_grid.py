@@ -54,6 +54,11 @@ def check_grid(grid: Any) -> dict[str, np.ndarray]:
                 f"`grid[{name!r}]` must hold numbers (they are traced), got {values!r}. "
                 "Make a separate sweep for each non-numeric option."
             )
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise ValueError(
+                f"`grid[{name!r}]` holds a non-finite value ({values!r}); every run of a "
+                "sweep needs a finite setting."
+            )
         out[name] = arr.astype(np.float32) if arr.dtype.kind == "f" else arr.astype(np.int32)
     return out
 
@@ -119,6 +124,15 @@ def check_make_optimizer(
             raise ValueError(
                 f"`make_optimizer` reads hparams[{e.args[0]!r}], which is not a key of "
                 f"`grid` (keys: {sorted(grid)}); add it to `grid` or fix the name."
+            ) from None
+        except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
+            raise TypeError(
+                f"`make_optimizer` reads a grid value ({', '.join(sorted(read))}) as a Python "
+                "number (float(), int(), `if`, `while`, a comparison in Python): grid values "
+                "are traced, one compiled program runs every setting. Pass them to the "
+                "optimizer as they are (jol and optax accept arrays), choose with "
+                "jnp.where / optax.inject_hyperparams, or make a separate sweep for each "
+                "choice of kind (e.g. which optimizer)."
             ) from None
         if not checks.is_optimizer(optimizer):
             raise TypeError(

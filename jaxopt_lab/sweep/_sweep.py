@@ -156,6 +156,8 @@ def sweep(
     )
     if eval_data is not None:
         checks.leading_axis("eval_data", eval_data)
+        checks.check_like("eval_data", eval_data, data, "data")
+    checks.check_function("make_optimizer", make_optimizer)
     directory = None if checkpoint_dir is None else ckpt.check_directory(checkpoint_dir)
     keys = {int(s): _grid.seed_keys(int(s)) for s in seed_list}
     first_key = keys[int(seed_list[0])][0]
@@ -167,7 +169,8 @@ def sweep(
     mesh = layout.mesh
     # A new but identical `make_optimizer` finds the program compiled for the first one.
     abstract_hparams = {k: jax.ShapeDtypeStruct((), v.dtype) for k, v in grid.items()}
-    abstract_params = jax.eval_shape(lambda k: model.split(init_fn(k))[0], first_key)
+    abstract_params, abstract_state = jax.eval_shape(lambda k: model.split(init_fn(k)), first_key)
+    checks.check_loss(model, abstract_params, abstract_state, data, spec.batch_size or n)
     same_optimizer = _loop.canonical(
         make_optimizer, _loop.probe_optimizer_factory, abstract_hparams, abstract_params
     )
@@ -307,6 +310,13 @@ class _Layout(NamedTuple):
 
     @classmethod
     def of(cls, num_runs: int, devices: Any, max_parallel: Any) -> _Layout:
+        given = devices
+        if isinstance(given, str) or not all(
+            isinstance(d, jax.Device) for d in (given if given is not None else [])
+        ):
+            raise TypeError(
+                f"`devices` must be a list of jax.Device (e.g. jax.devices()), got {given!r}."
+            )
         devices = list(jax.devices() if devices is None else devices)
         if not devices:
             raise ValueError("`devices` is empty; pass None to use jax.devices().")

@@ -197,11 +197,16 @@ def train(
     )
     if eval_data is not None:
         checks.leading_axis("eval_data", eval_data)
+        checks.check_like("eval_data", eval_data, data, "data")
+    checks.check_key(key)
+    if checkpoint_every is not None:
+        checks.positive_int("checkpoint_every", checkpoint_every)
     directory = None if checkpoint_dir is None else ckpt.check_directory(checkpoint_dir)
     if spec.batch_size is not None and key is None:
         raise ValueError("`key` is needed to draw minibatches; pass e.g. jax.random.key(0).")
     optimizer = _loop.with_extra_args(checks.check_optimizer("optimizer", optimizer))
     model, params, model_state = _loop.model_from_params(loss_fn, params, state, wrt)
+    checks.check_loss(model, params, model_state, data, spec.batch_size or n)
     # A new optimizer object with the same rule and settings finds the compiled program.
     optimizer = _loop.canonical(optimizer, _loop.probe_optimizer, jax.eval_shape(lambda: params))
     monitor = _loop.to_device(_loop.monitoring_subset(data, n, monitor_size))
@@ -213,7 +218,7 @@ def train(
 
     saver = None
     if directory is not None:
-        every = checks.positive_int("checkpoint_every", checkpoint_every or spec.chunk_size)
+        every = checkpoint_every or spec.chunk_size
         idx = _loop.chunk_indices(spec, None if key is None else [_loop.key_words(key)], None, 0)
         chunk_args = (run, jnp.int32(0), idx, data, monitor, eval_data)
         meta = ckpt.fingerprint(
