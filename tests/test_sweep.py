@@ -299,3 +299,17 @@ def test_bad_input_names_the_argument(change, argument):
     grid, data = kwargs.pop("grid"), kwargs.pop("data")
     with pytest.raises(ValueError, match=f"`{argument}"):
         jol.sweep(mlp_loss, init_mlp, make_momentum, grid, data, **kwargs)
+
+
+def test_what_is_exact_and_what_is_rounding(reference):
+    """One program width: bitwise whatever the other runs; other widths: float32 rounding."""
+    others = reference_sweep({"learning_rate": [0.3, 0.1, 0.05, 0.02], "momentum": MOMENTA})
+    same = others.hparams["learning_rate"] >= np.float32(0.1)  # settings both sweeps hold
+    assert same.sum() == 8
+    narrow = reference_sweep(max_parallel=1)
+    for name, curve in reference.curves.items():
+        np.testing.assert_array_equal(others.curves[name][same], curve[same], err_msg=name)
+        np.testing.assert_allclose(narrow.curves[name], curve, rtol=1e-5, atol=1e-6, err_msg=name)
+    for name, leaf in reference.params.items():
+        np.testing.assert_array_equal(others.params[name][same], leaf[same], err_msg=name)
+        np.testing.assert_allclose(narrow.params[name], leaf, rtol=1e-5, atol=1e-6, err_msg=name)

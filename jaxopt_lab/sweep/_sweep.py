@@ -49,8 +49,8 @@ def sweep(
 ) -> SweepResult:
     """Trains every combination of ``grid`` with every seed, in one compiled program.
 
-    Each run is exactly a :func:`jaxopt_lab.train` run (the same compiled step, under
-    ``jax.vmap``): run ``(hparams, seed)`` equals ``train(loss_fn, init_fn(init_key),
+    Each run is a :func:`jaxopt_lab.train` run (the same step, under ``jax.vmap``): run
+    ``(hparams, seed)`` equals, to float32 rounding, ``train(loss_fn, init_fn(init_key),
     make_optimizer(hparams), data, key=data_key, ...)`` with ``init_key, data_key =
     jaxopt_lab.sweep.seed_keys(seed)`` (import it with ``from jaxopt_lab.sweep import
     seed_keys``); see ``train`` for the history, the step semantics and the three kinds
@@ -68,8 +68,11 @@ def sweep(
     repeat a run and are never reported). A device trains one chunk at a time with
     ``vmap``; with several devices, chunks are sharded over a 1-D ``"runs"`` mesh with
     ``shard_map``, one chunk per device. Every device then runs the very program a
-    single device runs for a chunk, so for a given ``max_parallel`` the results are
-    bitwise identical for any number of devices.
+    single device runs for a chunk: for the same number of runs and ``max_parallel``
+    (the same width) a run's results are bitwise identical on any number of devices,
+    whatever the other runs of its chunk, and after a resume. Across widths and against
+    ``train`` they agree to float32 rounding only: XLA orders the sums of matrix
+    products and reductions by the batch width.
 
     A diverged run (a non-finite value, or a monitoring loss above ``divergence_factor``
     times the magnitude of its initial value) is frozen and flagged
