@@ -21,6 +21,10 @@ validation loss every 50 steps:
 (f) the Flax tutorial loop: per run an ``nnx.Optimizer`` and an ``nnx.jit`` train step,
     ``model.train()`` / ``model.eval()``, Python loops over epochs and minibatches.
 
+The cost of safety: (g) is (a) split into 4 chunks of 16 runs (``max_parallel=16``), (h)
+the same with ``checkpoint_dir`` (each chunk saved with orbax-checkpoint, its checksum
+and the program's fingerprint recorded).
+
 Variant (a) also times a second identical call and a third with a new but identical
 ``lambda`` for ``make_optimizer``: the difference is the overhead of finding the compiled
 program again by what it computes.
@@ -35,6 +39,7 @@ shared machine. Run from the repository root::
 
     python benchmarks/bench_sweep.py           # the full benchmark
     python benchmarks/bench_sweep.py --quick   # 16 runs x 200 steps, a smoke test
+    python benchmarks/bench_sweep.py --only gh # the cost of checkpoints alone
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -101,6 +107,27 @@ def run_sweep(data, lrs, momenta, steps, make=make_optimizer) -> np.ndarray:
         monitor_size=MONITOR,
         progress=False,
     )
+    return result.table()["final_train_loss"]
+
+
+def run_chunked_sweep(data, lrs, momenta, steps, checkpoint=False) -> np.ndarray:
+    """(a) in 4 chunks of 16 runs; with ``checkpoint``, each chunk saved (orbax)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = jol.sweep(
+            loss_fn,
+            init_fn,
+            make_optimizer,
+            {"learning_rate": lrs, "momentum": momenta},
+            data.train,
+            steps=steps,
+            batch_size=BATCH,
+            eval_data=data.validation,
+            log_every=LOG_EVERY,
+            monitor_size=MONITOR,
+            max_parallel=max(1, len(lrs) * len(momenta) // 4),
+            progress=False,
+            checkpoint_dir=os.path.join(tmp, "ckpt") if checkpoint else None,
+        )
     return result.table()["final_train_loss"]
 
 
@@ -326,6 +353,8 @@ VARIANTS = {
     "d": run_vmap_scan,
     "e": run_cnn_sweep,
     "f": run_cnn_loop,
+    "g": run_chunked_sweep,
+    "h": lambda *a: run_chunked_sweep(*a, checkpoint=True),
 }
 NAMES = {
     "a": "(a) jol.sweep",
@@ -334,6 +363,8 @@ NAMES = {
     "d": "(d) hand-written jit(vmap(scan))",
     "e": "(e) jol.sweep, NNX CNN (BatchNorm, Dropout)",
     "f": "(f) NNX tutorial loop, CNN, per run",
+    "g": "(g) jol.sweep in 4 chunks",
+    "h": "(h) same, every chunk checkpointed",
 }
 
 
@@ -363,7 +394,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="16 runs x 200 steps")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each variant")
     parser.add_argument("--child", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only", default="".join(VARIANTS), help="the variants to run, e.g. --only gh"
+    )
     args = parser.parse_args()
+    chosen = [v for v in VARIANTS if v in args.only]
+    if not chosen:
+        parser.error(f"--only {args.only!r} names no variant; choose from {''.join(VARIANTS)}")
     if args.child:
         child(args.child, args.quick)
         return
@@ -375,9 +412,9 @@ def main() -> None:
         f"batch {BATCH}; {len(cnn_lrs) * CNN_SEEDS} runs x {cnn_steps} steps, NNX CNN; "
         f"{jax.devices()[0].platform} x{jax.device_count()}, {os.cpu_count()} CPU cores"
     )
-    runs = {v: [] for v in VARIANTS}
+    runs = {v: [] for v in chosen}
     for _ in range(max(1, args.repeats)):
-        for variant in VARIANTS:
+        for variant in chosen:
             cmd = [sys.executable, __file__, "--child", variant] + (["--quick"] * args.quick)
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)
             runs[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -388,9 +425,18 @@ def main() -> None:
             f"{NAMES[variant]:44s} {r['seconds']:7.2f} s wall {r['cpu']:7.1f} s CPU"
             f"   peak RSS {r['peak_mb']:5.0f} MB   (runs: {every} s)"
         )
-    t = {v: results[v]["seconds"] for v in VARIANTS}
-    cpu = {v: results[v]["cpu"] for v in VARIANTS}
+    t = {v: results[v]["seconds"] for v in chosen}
+    cpu = {v: results[v]["cpu"] for v in chosen}
     full = not args.quick
+    if "g" in t and "h" in t:
+        print(
+            f"cost of checkpoints, (h) / (g): {t['h'] / t['g']:.3f} wall, "
+            f"{cpu['h'] / cpu['g']:.3f} CPU  (target <= 1.1)"
+        )
+        same = np.array_equal(results["g"]["finals"], results["h"]["finals"], equal_nan=True)
+        print(f"(g) and (h) final train losses bitwise equal: {same}")
+    if set("abcdef") - set(chosen):
+        return
     print(
         f"speed-up of (a) over (b): {t['b'] / t['a']:5.1f}x wall, {cpu['b'] / cpu['a']:5.1f}x CPU"
         + ("  (target >= 10x)" if full else "  (targets are for the full run)")

@@ -158,14 +158,14 @@ def _main(out: str, checkpoint_dir: str) -> None:
 
     from jaxopt_lab._loop import checkpoint as _checkpoint
 
-    save = _checkpoint.Directory.save
+    save = _checkpoint.Directory._save  # in the writer thread, once the chunk is computed
 
-    def save_then_die(self, name, arrays):
-        save(self, name, arrays)
+    def save_then_die(self, name, arrays, replaces):
+        save(self, name, arrays, replaces)
         if name.startswith("runs_"):
             os.kill(os.getpid(), signal.SIGKILL)
 
-    _checkpoint.Directory.save = save_then_die
+    _checkpoint.Directory._save = save_then_die
     reference_sweep(checkpoint_dir=checkpoint_dir)
     raise SystemExit("not killed")  # the sweep should never get here
 

@@ -19,6 +19,7 @@ that resumes: at worst the item being written is computed again.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import errno
 import fcntl
@@ -29,6 +30,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from typing import Any
@@ -162,6 +164,9 @@ class Directory:
         self.path, self._lock = path, lock
         self._meta = meta
         self.items: dict[str, str] = dict(meta.get("items", {}))
+        self._guard = threading.Lock()  # the items and meta.json, shared with the writer
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, "jaxopt_lab-checkpoint")
+        self._pending: list[concurrent.futures.Future] = []
 
     @classmethod
     def open(cls, directory: Any, fingerprint: dict[str, Any]) -> Directory:
@@ -188,23 +193,52 @@ class Directory:
         self.close()
 
     def close(self) -> None:
-        if self._lock is not None and not self._lock.closed:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
+        """Waits for the saves in flight, then releases the lock."""
+        try:
+            self.wait()
+        finally:
+            self._writer.shutdown(wait=True)
+            if self._lock is not None and not self._lock.closed:
+                fcntl.flock(self._lock, fcntl.LOCK_UN)
+                self._lock.close()
+
+    def wait(self) -> None:
+        """Waits for the saves in flight; raises the first error one of them met."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def _write_meta(self) -> None:
-        self._meta = {**self._meta, "items": dict(sorted(self.items.items()))}
-        _atomic_write_text(self.path / META, json.dumps(self._meta, indent=1, sort_keys=True))
+        with self._guard:
+            self._meta = {**self._meta, "items": dict(sorted(self.items.items()))}
+            text = json.dumps(self._meta, indent=1, sort_keys=True)
+            _atomic_write_text(self.path / META, text)
 
-    def save(self, name: str, arrays: dict[str, np.ndarray]) -> None:
-        """Saves ``arrays`` (name -> array) as item ``name`` and records its checksum."""
-        arrays = {k: _host(v) for k, v in arrays.items()}
+    def save(self, name: str, arrays: dict[str, np.ndarray], *, replaces: str = "") -> None:
+        """Saves ``arrays`` (name -> array) as item ``name`` and records its checksum.
+
+        The writing happens in a thread of its own, while the caller goes on training;
+        saves are written in order, each recorded in ``meta.json`` only once complete,
+        then the item ``replaces`` (if any) is removed. :meth:`wait` (and :meth:`close`)
+        wait for them.
+        """
+        arrays = {k: np.array(_host(v)) for k, v in arrays.items()}  # copies, kept
+        for future in self._pending:
+            if future.done():
+                future.result()  # a failed save's error, now rather than at the end
+        self._pending = [f for f in self._pending if not f.done()]
+        self._pending.append(self._writer.submit(self._save, name, arrays, replaces))
+
+    def _save(self, name: str, arrays: dict[str, np.ndarray], replaces: str) -> None:
         target = self.path / name
         if target.exists():  # an unrecorded leftover, or an item being replaced
             shutil.rmtree(target)
         _checkpointer().save(target, arrays)
-        self.items[name] = content_hash(arrays)
+        with self._guard:
+            self.items[name] = content_hash(arrays)
         self._write_meta()
+        if replaces:
+            self.discard(replaces)
 
     def load(self, name: str) -> dict[str, np.ndarray] | None:
         """Item ``name``'s arrays, or None when it was never saved or cannot be trusted.
@@ -240,9 +274,25 @@ class Directory:
 
     def discard(self, name: str) -> None:
         """Forgets item ``name`` and removes its files."""
-        if self.items.pop(name, None) is not None:
+        with self._guard:
+            known = self.items.pop(name, None) is not None
+        if known:
             self._write_meta()
         shutil.rmtree(self.path / name, ignore_errors=True)
+
+
+def recorded_items(directory: Any) -> int:
+    """How many items ``directory``'s metadata records (-1 if it cannot be read); cheap.
+
+    A hint only (what to prepare while the fingerprint is taken); nothing is trusted on it.
+    """
+    saved = _read_meta(pathlib.Path(directory))
+    return len(saved.get("items", {})) if isinstance(saved, dict) else -1
+
+
+def preload() -> None:
+    """Imports orbax-checkpoint in a thread (it takes a while), for the first save or load."""
+    threading.Thread(target=_checkpointer, daemon=True, name="jaxopt_lab-orbax").start()
 
 
 def _checkpointer() -> Any:

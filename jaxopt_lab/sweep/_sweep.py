@@ -203,6 +203,10 @@ def sweep(
     )
     store = None
     if directory is not None:
+        ckpt.preload()
+        if ckpt.recorded_items(directory) < len(layout.chunks):  # likely work to do:
+            # compile meanwhile (XLA does not hold the GIL while the fingerprint is taken)
+            plan = plan._replace(warm=_precompile(plan, first_key))
         start = jax.device_get(programs.build(builder, first_key))
         init_args, train_args = _one_run(plan, *_abstract_args(plan, first_key))
         meta = ckpt.fingerprint(
@@ -243,7 +247,7 @@ def _sweep(plan: _Plan, first_key: Any, store: _Store | None, *, progress, throw
         if parts[j] is not None:
             bar.update(members.size * spec.steps)
     pending = [j for j, part in enumerate(parts) if part is None]
-    if pending:
+    if pending and plan.warm is None:
         plan = plan._replace(warm=_precompile(plan, first_key))
     for w in range(0, len(pending), layout.num_devices):  # a wave: one chunk per device
         wave = pending[w : w + layout.num_devices]

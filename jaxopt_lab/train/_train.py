@@ -309,11 +309,11 @@ class _Saver:
         history = {k: np.concatenate([ch[k] for ch in done]) for k in done[0]}
         arrays = ckpt.tree_to_arrays("s", jax.device_get(run))
         arrays.update({"h_" + k: v for k, v in history.items()})
-        previous = f"train_{self.next_chunk:05d}"
+        previous = f"train_{self.next_chunk:05d}" if self.next_chunk else ""
         self.directory.save(
-            f"train_{chunk + 1:05d}", {**arrays, "next_chunk": np.asarray(chunk + 1)}
+            f"train_{chunk + 1:05d}",
+            {**arrays, "next_chunk": np.asarray(chunk + 1)},
+            replaces=previous,
         )
-        if self.next_chunk:
-            self.directory.discard(previous)
         self.next_chunk = chunk + 1
         self.rows, rows[:] = [history], []
