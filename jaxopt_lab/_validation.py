@@ -3,6 +3,11 @@
 A hyperparameter given as a Python number or a concrete array is checked when the
 transformation is built, so a bad configuration fails before anything is compiled.
 A traced value (inside ``jit`` or ``vmap``) cannot be inspected and is not checked.
+
+A hyperparameter must be one real number: ``None``, a list or tuple, a ``bool``, a string
+or (except where a schedule is allowed) a callable is a ``TypeError`` naming the
+argument, and a concrete array of a shape other than ``()`` a ``ValueError``. Checks of a
+range refuse NaN and infinity.
 """
 
 from __future__ import annotations
@@ -24,49 +29,126 @@ def concrete_value(value: Any) -> np.ndarray | None:
         return None
 
 
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def real_scalar(
+    name: str, value: Any, *, example: str = "0.01", schedule: bool = False
+) -> np.ndarray | None:
+    """``value`` as a 0-d real NumPy array, ``None`` when traced (it cannot be checked).
+
+    Refuses, naming ``name``: ``None``, lists and tuples, booleans, strings, callables
+    (unless ``schedule``), and anything that is not a real number (``TypeError``); a
+    concrete array of any shape but ``()`` (``ValueError``). Python and NumPy scalars and
+    0-d arrays pass; a traced value (inside ``jit`` or ``vmap``) is returned as ``None``.
+    """
+    what = "a real number or a schedule (step -> value)" if schedule else "a real number"
+    if isinstance(value, jax.core.Tracer):
+        return None
+    if callable(value) and not schedule:
+        raise TypeError(
+            f"`{name}` must be {what}, got {_describe(value)}; only a learning rate may be "
+            f"a schedule. Pass a number, e.g. {example}."
+        )
+    refused = value is None or isinstance(
+        value, bool | np.bool_ | str | bytes | list | tuple | dict | set
+    )
+    arr = None if refused or callable(value) else concrete_value(value)
+    if refused or (arr is not None and arr.dtype.kind not in "iuf"):
+        raise TypeError(f"`{name}` must be {what}, got {_describe(value)}. Pass e.g. {example}.")
+    if arr is None:
+        return None
+    if arr.ndim:
+        raise ValueError(
+            f"`{name}` must be a scalar, got an array of shape {arr.shape}: one value applies "
+            f"to every parameter. Pass e.g. {example}; to try several values, sweep over them "
+            "(vmap or jol.sweep)."
+        )
+    return arr
+
+
 def _check(
-    name: str, value: Any, ok: Callable[[np.ndarray], np.ndarray], allowed: str, fix: str
+    name: str,
+    value: Any,
+    ok: Callable[[np.ndarray], np.ndarray],
+    allowed: str,
+    fix: str,
+    example: str = "0.01",
 ) -> None:
-    arr = concrete_value(value)
+    arr = real_scalar(name, value, example=example)
     if arr is None:
         return
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"`{name}` must be a real number, got {value!r} of type {type(value)}.")
     if not np.all(ok(arr)):
         raise ValueError(f"`{name}` must be {allowed}, got {value!r}. {fix}")
 
 
-def check_unit_interval(name: str, value: Any) -> None:
-    """Requires ``0 <= value < 1`` (decay rates, momenta)."""
+def check_unit_interval(name: str, value: Any, example: str = "0.9") -> None:
+    """Requires ``0 <= value < 1`` (decay rates, momenta); NaN and inf fail."""
     _check(
         name,
         value,
         lambda a: (a >= 0) & (a < 1),
         "in [0, 1)",
-        f"Pass a value such as 0.9; `{name}` = 1 would never forget and > 1 diverges.",
+        f"Pass a value such as {example}; `{name}` = 1 would never forget and > 1 diverges.",
+        example,
     )
 
 
-def check_nonnegative(name: str, value: Any) -> None:
-    """Requires ``value >= 0`` (epsilons, damping)."""
-    _check(name, value, lambda a: a >= 0, ">= 0", f"Pass a small non-negative `{name}`, e.g. 1e-8.")
-
-
-def check_learning_rate(name: str, value: Any) -> None:
-    """Requires a non-negative learning rate; schedules are checked at step 0."""
-    if callable(value):
-        try:
-            value = value(0)
-        except Exception:  # a schedule that cannot run eagerly is left unchecked
-            return
+def check_nonnegative(name: str, value: Any, example: str = "1e-8") -> None:
+    """Requires a finite ``value >= 0`` (epsilons, damping, increments); NaN and inf fail."""
     _check(
         name,
         value,
         lambda a: np.isfinite(a) & (a >= 0),
         "a finite number >= 0",
-        "The update rules already move against the gradient: pass a positive "
-        "learning rate (e.g. 0.01), not a negative one.",
+        f"Pass a small non-negative `{name}`, e.g. {example} (an infinite one freezes or "
+        "overflows the update).",
+        example,
     )
+
+
+def check_positive(name: str, value: Any, fix: str, example: str = "100.0") -> None:
+    """Requires a finite ``value > 0`` (time scales, tolerances); NaN and inf fail."""
+    _check(name, value, lambda a: np.isfinite(a) & (a > 0), "a finite number > 0", fix, example)
+
+
+def check_learning_rate(name: str, value: Any, *, schedule: bool = True) -> None:
+    """Requires a finite learning rate ``>= 0``; a schedule is checked at step 0.
+
+    With ``schedule=False`` a callable is refused (``TypeError``) like any non-number.
+    """
+    if schedule and callable(value) and not isinstance(value, jax.core.Tracer):
+        try:
+            at_zero = value(0)
+        except Exception:  # a schedule that cannot run eagerly is left unchecked
+            return
+        try:
+            arr = real_scalar(name, at_zero, example="0.01")
+        except (TypeError, ValueError) as e:
+            note = f" (The schedule passed as `{name}` returned this at step 0.)"
+            raise type(e)(f"{e}{note}") from None
+        label = f"{at_zero!r} (the schedule's value at step 0)"
+    else:
+        arr = real_scalar(name, value, example="0.01", schedule=schedule)
+        label = repr(value)
+    if arr is not None and not (np.isfinite(arr) and arr >= 0):
+        raise ValueError(
+            f"`{name}` must be a finite number >= 0, got {label}. The update rules already "
+            "move against the gradient: pass a positive learning rate (e.g. 0.01), not a "
+            "negative one."
+        )
+
+
+def check_bool(name: str, value: Any) -> None:
+    """Requires a Python (or NumPy) ``bool`` for a static switch."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(
+            f"`{name}` is a static switch and must be True or False, got {_describe(value)}."
+        )
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

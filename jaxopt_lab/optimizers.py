@@ -4,8 +4,12 @@ Every optimizer here returns an ``optax.GradientTransformationExtraArgs`` that w
 ``optax.chain``, ``optax.inject_hyperparams``, ``flax.nnx.Optimizer`` and under
 ``jit``/``vmap``. Hyperparameters may be traced arrays (``vmap`` over a grid needs no
 ``inject_hyperparams``); concrete values are checked at construction and raise a
-``ValueError`` naming the argument, traced ones cannot be checked. Any learning rate may
-be a schedule (ours in :mod:`jaxopt_lab.schedules` or optax's).
+``ValueError`` (out of range, NaN or infinite, not a scalar) or a ``TypeError`` (``None``,
+a list, a bool, a string) naming the argument; traced ones cannot be checked. Parameters
+must be floating point (``init`` refuses others, naming the leaf), and ``update`` refuses
+gradients whose tree structure or leaf shapes differ from the parameters'. Any learning
+rate may be a schedule (ours in :mod:`jaxopt_lab.schedules` or optax's). For bfloat16 and
+float16 parameters the adaptive methods keep their moments in float32.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import jax
 import optax
 
 from jaxopt_lab._types import ScalarOrSchedule
-from jaxopt_lab._validation import check_choice
+from jaxopt_lab._validation import check_choice, check_unit_interval
 from jaxopt_lab.transforms._common import scale_by_learning_rate
 from jaxopt_lab.transforms.adaptive import (
     scale_by_adadelta,
@@ -145,6 +149,8 @@ def rmsprop(
       Lecture 003 (Favaro), "RMSProp"; lecture 004, algorithm 8.5; lecture 001,
       "RMSprop"; Tieleman & Hinton, 2012.
     """
+    if momentum is not None:  # checked under its own name (scale_by_trace calls it `beta`)
+        check_unit_interval("momentum", momentum)
     parts = [
         scale_by_rms(decay, eps, eps_in_sqrt=eps_in_sqrt),
         scale_by_learning_rate(learning_rate),

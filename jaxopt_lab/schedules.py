@@ -12,13 +12,18 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxopt_lab._validation import _check, check_learning_rate
+from jaxopt_lab._validation import check_learning_rate, check_positive
 
 Schedule = Callable[[jax.typing.ArrayLike], jax.Array]
 
 
 def _check_positive(name: str, value) -> None:
-    _check(name, value, lambda a: a > 0, "> 0", f"Pass a positive number of steps for `{name}`.")
+    check_positive(
+        name,
+        value,
+        f"Pass a positive, finite number of steps for `{name}` (e.g. 100); for a constant "
+        "rate pass the number itself as the learning rate.",
+    )
 
 
 def linear_decay(

@@ -4,6 +4,10 @@ Each block rescales the gradient; the named optimizers in :mod:`jaxopt_lab.optim
 multiply by the learning rate afterwards. Where the lectures place the stabilising
 constant differently, the choice is a static switch and the default follows the lecture
 named in the docstring.
+
+Half precision: for bfloat16 and float16 parameters the moments are kept, and the
+arithmetic done, in float32, and each update is returned in the parameters' dtype
+(float16 squares overflow beyond 256, and a bfloat16 ``0.999 * r`` rounds back to ``r``).
 """
 
 from __future__ import annotations
@@ -14,36 +18,43 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab._validation import check_nonnegative, check_unit_interval
-from jaxopt_lab.transforms._common import cast_like, safe_increment
+from jaxopt_lab._validation import check_bool, check_nonnegative, check_unit_interval
+from jaxopt_lab.transforms._common import (
+    cast_like,
+    check_float_params,
+    check_update_args,
+    out_dtypes,
+    safe_increment,
+    zeros_moment,
+)
 from jaxopt_lab.transforms.momentum import ema_update
 
 
 class AdagradState(NamedTuple):
     """State of :func:`scale_by_adagrad`."""
 
-    sum_of_squares: optax.Updates  # pytree like params, params' dtype: r = sum g*g
+    sum_of_squares: optax.Updates  # like params (float32 for half precision): r = sum g*g
 
 
 class RmsState(NamedTuple):
     """State of :func:`scale_by_rms`."""
 
-    nu: optax.Updates  # pytree like params, params' dtype: r, the EMA of g*g
+    nu: optax.Updates  # like params (float32 for half precision): r, the EMA of g*g
 
 
 class AdamState(NamedTuple):
     """State of :func:`scale_by_adam`."""
 
     count: jax.Array  # int32 scalar: number of updates so far (t)
-    mu: optax.Updates  # pytree like params, params' dtype: s, the EMA of g
-    nu: optax.Updates  # pytree like params, params' dtype: r, the EMA of g*g
+    mu: optax.Updates  # like params (float32 for half precision): s, the EMA of g
+    nu: optax.Updates  # like params (float32 for half precision): r, the EMA of g*g
 
 
 class AdadeltaState(NamedTuple):
     """State of :func:`scale_by_adadelta`."""
 
-    e_g: optax.Updates  # pytree like params, params' dtype: E[g^2]
-    e_x: optax.Updates  # pytree like params, params' dtype: E[dx^2]
+    e_g: optax.Updates  # like params (float32 for half precision): E[g^2]
+    e_x: optax.Updates  # like params (float32 for half precision): E[dx^2]
 
 
 def scale_by_adagrad(eps: jax.typing.ArrayLike = 1e-7) -> optax.GradientTransformationExtraArgs:
@@ -64,15 +75,23 @@ def scale_by_adagrad(eps: jax.typing.ArrayLike = 1e-7) -> optax.GradientTransfor
       Lecture 003 (Favaro), "AdaGrad"; lecture 004 (Eskandari), algorithm 8.4;
       Duchi et al., 2011.
     """
-    check_nonnegative("eps", eps)
+    check_nonnegative("eps", eps, "1e-7")
 
     def init_fn(params):
-        return AdagradState(sum_of_squares=optax.tree.zeros_like(params))
+        check_float_params(params)
+        return AdagradState(sum_of_squares=zeros_moment(params))
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
-        r = jax.tree.map(lambda g, r: r + jnp.square(g), updates, state.sum_of_squares)
-        updates = jax.tree.map(lambda g, r: g / (cast_like(eps, r) + jnp.sqrt(r)), updates, r)
+        del extra_args
+        check_update_args(updates, state.sum_of_squares, params)
+        r = jax.tree.map(
+            lambda g, r: r + jnp.square(jnp.asarray(g, r.dtype)), updates, state.sum_of_squares
+        )
+
+        def step(g, r, dtype):
+            return (jnp.asarray(g, r.dtype) / (cast_like(eps, r) + jnp.sqrt(r))).astype(dtype)
+
+        updates = jax.tree.map(step, updates, r, out_dtypes(updates, params))
         return updates, AdagradState(sum_of_squares=r)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -111,15 +130,26 @@ def scale_by_rms(
       "RMSprop"; Tieleman & Hinton, 2012.
     """
     check_unit_interval("decay", decay)
-    check_nonnegative("eps", eps)
+    check_nonnegative("eps", eps, "1e-6")
+    check_bool("eps_in_sqrt", eps_in_sqrt)
 
     def init_fn(params):
-        return RmsState(nu=optax.tree.zeros_like(params))
+        check_float_params(params)
+        return RmsState(nu=zeros_moment(params))
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
-        nu = jax.tree.map(lambda g, r: ema_update(jnp.square(g), r, decay), updates, state.nu)
-        updates = jax.tree.map(lambda g, r: _rsqrt_scale(g, r, eps, eps_in_sqrt), updates, nu)
+        del extra_args
+        check_update_args(updates, state.nu, params)
+        nu = jax.tree.map(
+            lambda g, r: ema_update(jnp.square(jnp.asarray(g, r.dtype)), r, decay),
+            updates,
+            state.nu,
+        )
+
+        def step(g, r, dtype):
+            return _rsqrt_scale(jnp.asarray(g, r.dtype), r, eps, eps_in_sqrt).astype(dtype)
+
+        updates = jax.tree.map(step, updates, nu, out_dtypes(updates, params))
         return updates, RmsState(nu=nu)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -156,20 +186,23 @@ def scale_by_adam(
       Lecture 003 (Favaro), "Adam"; lecture 001, "Adam"; Kingma & Ba, 2015.
     """
     check_unit_interval("b1", b1)
-    check_unit_interval("b2", b2)
+    check_unit_interval("b2", b2, "0.999")
     check_nonnegative("eps", eps)
+    check_bool("bias_correction", bias_correction)
 
     def init_fn(params):
+        check_float_params(params)
         return AdamState(
-            count=jnp.zeros([], jnp.int32),
-            mu=optax.tree.zeros_like(params),
-            nu=optax.tree.zeros_like(params),
+            count=jnp.zeros([], jnp.int32), mu=zeros_moment(params), nu=zeros_moment(params)
         )
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        check_update_args(updates, state.mu, params)
         mu = jax.tree.map(lambda g, m: ema_update(g, m, b1), updates, state.mu)
-        nu = jax.tree.map(lambda g, v: ema_update(jnp.square(g), v, b2), updates, state.nu)
+        nu = jax.tree.map(
+            lambda g, v: ema_update(jnp.square(jnp.asarray(g, v.dtype)), v, b2), updates, state.nu
+        )
         count = safe_increment(state.count)
         if bias_correction:
             # integer powers, as optax does: pow(b, float(t)) rounds differently
@@ -186,7 +219,8 @@ def scale_by_adam(
             def step(m, v):
                 return m / (jnp.sqrt(v) + cast_like(eps, v))
 
-        updates = jax.tree.map(step, mu, nu)
+        dtypes = out_dtypes(updates, params)
+        updates = jax.tree.map(lambda m, v, d: step(m, v).astype(d), mu, nu, dtypes)
         return updates, AdamState(count=count, mu=mu, nu=nu)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -216,23 +250,28 @@ def scale_by_adadelta(
     References:
       Zeiler, "ADADELTA: An Adaptive Learning Rate Method", 2012; lecture 003.
     """
-    check_unit_interval("rho", rho)
-    check_nonnegative("eps", eps)
+    check_unit_interval("rho", rho, "0.95")
+    check_nonnegative("eps", eps, "1e-6")
 
     def init_fn(params):
-        zeros = optax.tree.zeros_like(params)
-        return AdadeltaState(e_g=zeros, e_x=optax.tree.zeros_like(params))
+        check_float_params(params)
+        return AdadeltaState(e_g=zeros_moment(params), e_x=zeros_moment(params))
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
-        e_g = jax.tree.map(lambda g, e: ema_update(jnp.square(g), e, rho), updates, state.e_g)
+        del extra_args
+        check_update_args(updates, state.e_g, params)
+        e_g = jax.tree.map(
+            lambda g, e: ema_update(jnp.square(jnp.asarray(g, e.dtype)), e, rho), updates, state.e_g
+        )
 
         def step(g, eg, ex):
             e = cast_like(eps, eg)
-            return jnp.sqrt(ex + e) * jax.lax.rsqrt(eg + e) * g
+            return jnp.sqrt(ex + e) * jax.lax.rsqrt(eg + e) * jnp.asarray(g, eg.dtype)
 
-        updates = jax.tree.map(step, updates, e_g, state.e_x)
-        e_x = jax.tree.map(lambda u, e: ema_update(jnp.square(u), e, rho), updates, state.e_x)
+        steps = jax.tree.map(step, updates, e_g, state.e_x)
+        e_x = jax.tree.map(lambda u, e: ema_update(jnp.square(u), e, rho), steps, state.e_x)
+        dtypes = out_dtypes(updates, params)
+        updates = jax.tree.map(lambda u, d: u.astype(d), steps, dtypes)
         return updates, AdadeltaState(e_g=e_g, e_x=e_x)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -9,7 +9,12 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_lab._validation import check_choice, check_unit_interval
-from jaxopt_lab.transforms._common import cast_like, safe_increment
+from jaxopt_lab.transforms._common import (
+    cast_like,
+    check_float_params,
+    check_update_args,
+    safe_increment,
+)
 
 
 class PolyakAveragingState(NamedTuple):
@@ -65,7 +70,7 @@ def polyak_averaging(
             raise ValueError(
                 '`decay` is required for polyak_averaging(kind="ema"): pass e.g. decay=0.99.'
             )
-        check_unit_interval("decay", decay)
+        check_unit_interval("decay", decay, "0.99")
     elif decay is not None:
         raise ValueError(
             '`decay` is only used with kind="ema"; the uniform average weighs every '
@@ -73,6 +78,7 @@ def polyak_averaging(
         )
 
     def init_fn(params):
+        check_float_params(params)
         return PolyakAveragingState(
             count=jnp.zeros([], jnp.int32), averaged=jax.tree.map(jnp.array, params)
         )
@@ -84,6 +90,7 @@ def polyak_averaging(
                 "polyak_averaging needs `params` in update(updates, state, params): "
                 "call tx.update(grads, state, params)."
             )
+        check_update_args(updates, state.averaged, params)
         count = safe_increment(state.count)
         t = count.astype(jnp.float32)
         weight = 1.0 / t if kind == "uniform" else jnp.where(count == 1, 1.0, 1.0 - decay)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_lab._validation import check_learning_rate, check_nonnegative, check_unit_interval
-from jaxopt_lab.transforms._common import cast_like
+from jaxopt_lab.transforms._common import cast_like, check_float_params, check_update_args
 
 
 class DeltaBarDeltaState(NamedTuple):
@@ -62,17 +62,19 @@ def scale_by_delta_bar_delta(
             "`learning_rate` of delta_bar_delta must be a number: the rates adapt "
             "themselves. Pass the initial rate, e.g. 0.01, instead of a schedule."
         )
-    check_learning_rate("learning_rate", learning_rate)
-    check_nonnegative("kappa", kappa)
-    check_unit_interval("phi", phi)
-    check_unit_interval("gamma", gamma)
+    check_learning_rate("learning_rate", learning_rate, schedule=False)
+    check_nonnegative("kappa", kappa, "0.01")
+    check_unit_interval("phi", phi, "0.1")
+    check_unit_interval("gamma", gamma, "0.5")
 
     def init_fn(params):
+        check_float_params(params)
         rates = jax.tree.map(lambda p: jnp.full_like(p, learning_rate), params)
         return DeltaBarDeltaState(learning_rates=rates, delta_bar=optax.tree.zeros_like(params))
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        check_update_args(updates, state.delta_bar, params)
 
         def new_rate(g, eps, dbar):
             agree = dbar * g

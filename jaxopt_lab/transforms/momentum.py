@@ -21,10 +21,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
-from jaxopt_lab._validation import check_unit_interval
-from jaxopt_lab.transforms._common import cast_like
+from jaxopt_lab._validation import check_bool, check_unit_interval
+from jaxopt_lab.transforms._common import cast_like, check_float_params, check_update_args
 
 
 class TraceState(NamedTuple):
@@ -63,12 +64,15 @@ def scale_by_trace(
       Polyak, 1964; Sutskever et al., 2013.
     """
     check_unit_interval("beta", beta)
+    check_bool("nesterov", nesterov)
 
     def init_fn(params):
+        check_float_params(params)
         return TraceState(trace=optax.tree.zeros_like(params))
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        check_update_args(updates, state.trace, params)
         trace = jax.tree.map(lambda u, p: cast_like(beta, p) * p + u, updates, state.trace)
         if nesterov:
             out = jax.tree.map(lambda u, p: u + cast_like(beta, p) * p, updates, trace)
@@ -98,10 +102,12 @@ def scale_by_ema(beta: jax.typing.ArrayLike = 0.9) -> optax.GradientTransformati
     check_unit_interval("beta", beta)
 
     def init_fn(params):
+        check_float_params(params)
         return EmaState(ema=optax.tree.zeros_like(params))
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        check_update_args(updates, state.ema, params)
         ema = jax.tree.map(lambda u, v: ema_update(u, v, beta), updates, state.ema)
         return ema, EmaState(ema=ema)
 
@@ -112,4 +118,4 @@ def ema_update(u: jax.Array, v: jax.Array, decay: jax.typing.ArrayLike) -> jax.A
     """``(1 - decay) * u + decay * v`` in ``v``'s dtype."""
     # 1 - decay before the cast: for a Python float it is then exact in double
     # precision (float32(1 - 0.999) is 1.3e-5 closer to the truth than 1 - float32(0.999))
-    return cast_like(1 - decay, v) * u.astype(v.dtype) + cast_like(decay, v) * v
+    return cast_like(1 - decay, v) * jnp.asarray(u, v.dtype) + cast_like(decay, v) * v

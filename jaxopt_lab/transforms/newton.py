@@ -19,9 +19,13 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab._types import ScalarOrSchedule
-from jaxopt_lab._validation import check_choice, check_nonnegative, positive_int
+from jaxopt_lab._validation import check_bool, check_choice, check_nonnegative, positive_int
 from jaxopt_lab.curvature._lanczos import fixed_depth
-from jaxopt_lab.transforms._common import scale_by_learning_rate
+from jaxopt_lab.transforms._common import (
+    check_float_params,
+    check_update_args,
+    scale_by_learning_rate,
+)
 
 _METHODS = ("auto", "dense", "cg")
 
@@ -79,8 +83,10 @@ def scale_by_newton(
       An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs ``params`` and
       ``value_fn`` (``params -> scalar loss``).
     """
-    check_nonnegative("damping", damping)
+    check_nonnegative("damping", damping, "1e-3")
+    check_bool("saddle_free", saddle_free)
     check_choice("method", method, _METHODS)
+    check_nonnegative("cg_tol", cg_tol, "1e-5")
     for name, value in (
         ("max_dense", max_dense),
         ("cg_maxiter", cg_maxiter),
@@ -89,7 +95,7 @@ def scale_by_newton(
         positive_int(name, value)
 
     def init_fn(params):
-        del params
+        check_float_params(params)
         return optax.EmptyState()
 
     def update_fn(updates, state, params=None, *, value_fn=None, **extra_args):
@@ -99,6 +105,7 @@ def scale_by_newton(
                 "Newton needs the loss: call `update(grads, state, params, value_fn=loss_fn)` "
                 "with `params` and `value_fn` (params -> scalar loss)."
             )
+        check_update_args(updates, params=params)
         g, unravel = ravel_pytree(updates)
         x, unravel_params = ravel_pytree(params)
         g = g.astype(x.dtype)
