@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 from pathlib import Path
 
 import jax
@@ -27,7 +28,7 @@ from jaxopt_lab import (
 )
 from jaxopt_lab._demo_model import make_model
 from jaxopt_lab._families import FAMILIES
-from jaxopt_lab.cli import LECTURE_GRID, UsageError
+from jaxopt_lab.cli import LECTURE_GRID, MAX_RUNS, UsageError
 from jaxopt_lab.sweep import seed_keys
 from jaxopt_lab.train import train
 
@@ -45,11 +46,16 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def log_every(steps: int, rows: int = 50) -> int:
-    """The largest divisor of ``steps`` that keeps at least ``rows`` history rows (or 1)."""
-    for d in range(max(1, steps // rows), 0, -1):
+    """The largest divisor of ``steps`` that keeps at least ``rows`` history rows (or 1).
+
+    Divisors come in pairs ``(d, steps // d)``, so ``sqrt(steps)`` trials find them all.
+    """
+    limit = max(1, steps // rows)
+    best = 1
+    for d in range(1, math.isqrt(steps) + 1):
         if steps % d == 0:
-            return d
-    return 1
+            best = max(best, *(x for x in (d, steps // d) if x <= limit), 1)
+    return best
 
 
 # --- sweep ---------------------------------------------------------------------------------
@@ -96,6 +102,12 @@ def sweep(args: argparse.Namespace) -> int:
         grid = family.grid(rates, args.momenta)
     except ValueError as e:
         raise UsageError(f"argument --momenta: {e}") from None
+    runs = math.prod(len(v) for v in grid.values()) * args.seeds
+    if runs > MAX_RUNS:
+        raise UsageError(
+            f"argument --seeds: the sweep would train {runs:,} runs (settings x seeds), "
+            f"at most {MAX_RUNS:,}; fewer rates, momenta or seeds"
+        )
     ds = datasets.digits()
     if args.batch_size is not None and args.batch_size > ds.train.x.shape[0]:
         raise UsageError(

@@ -15,6 +15,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable
 
@@ -26,6 +27,7 @@ FAMILIES = tuple(_families.FAMILIES)
 RACERS = tuple(e.cli_name for e in _landscape_demo.ENTRIES)
 LECTURE_GRID = "1,0.3,0.1,0.03,0.01,0.003"
 DEFAULT_OUT = "jaxopt-lab-out"
+STEPS_FIX = "train in several calls, or raise the bound in jaxopt_lab.cli"
 
 
 class UsageError(Exception):
@@ -125,16 +127,53 @@ def positive_int(text: str) -> int:
     return value
 
 
+# Bounds on every size the command takes: generous, but each keeps the work to what a
+# laptop finishes, and each is checked when the arguments are parsed (constant time).
+MAX_STEPS = 1_000_000  # updates per run (sweep, hessian --model, landscape)
+MAX_HIDDEN = 4096  # hidden units of the demo MLP
+MAX_SEEDS = 1000
+MAX_GRID = 1000  # values in one list or log grid (--num, --lrs, --momenta)
+MAX_RUNS = 10_000  # runs of one sweep: settings x seeds
+MAX_BATCH = 100_000
+MAX_K = 50  # eigenvalues at each end on the Lanczos path (hessian --model demo)
+
+
+def bounded_int(high: int, fix: str) -> Callable[[str], int]:
+    """An integer in ``[1, high]``; ``fix`` says what to do about a larger one."""
+
+    def check(text: str) -> int:
+        value = positive_int(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:,}, got {value:,}; {fix}")
+        return value
+
+    check.__name__ = "whole number"
+    return check
+
+
+def _bounded_list(parse: Callable[[str], list[float]], what: str) -> Callable[[str], list]:
+    def check(text: str) -> list[float]:
+        if text.count(",") >= MAX_GRID:  # before parsing: constant work for a huge list
+            raise argparse.ArgumentTypeError(f"at most {MAX_GRID} {what}, got more")
+        return parse(text)
+
+    check.__name__ = what
+    return check
+
+
 def batch_size(text: str) -> int | None:
-    """An integer >= 1, or ``full`` (``None``: every example at every step)."""
+    """An integer in ``[1, MAX_BATCH]``, or ``full`` (``None``: every example every step)."""
     if text.strip().lower() == "full":
         return None
     try:
-        return positive_int(text)
+        value = positive_int(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"expected a whole number >= 1 or 'full', got {text!r}"
         ) from None
+    if value > MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_BATCH:,} or 'full', got {value:,}")
+    return value
 
 
 def _choice(kind: str, choices: tuple[str, ...]) -> Callable[[str], str]:
@@ -245,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument(
         "--lrs",
-        type=learning_rates,
+        type=_bounded_list(learning_rates, "learning rates"),
         metavar="LIST",
         default=None,
         help=f"comma-separated learning rates (default: the lectures' grid {LECTURE_GRID})",
@@ -254,21 +293,38 @@ def build_parser() -> argparse.ArgumentParser:
         "--lr-min", type=positive_float, help="smallest rate of a log-spaced grid (with --lr-max)"
     )
     sweep.add_argument("--lr-max", type=positive_float, help="largest rate of a log-spaced grid")
-    sweep.add_argument("--num", type=positive_int, default=7, help="rates in the log grid")
+    sweep.add_argument(
+        "--num",
+        type=bounded_int(MAX_GRID, "a sweep of more rates would not finish"),
+        default=7,
+        help="rates in the log grid",
+    )
     sweep.add_argument(
         "--momenta",
-        type=momenta,
+        type=_bounded_list(momenta, "momenta"),
         metavar="LIST",
         default=None,
         help="comma-separated momenta in [0, 1): beta for momentum and nesterov (default "
         "0.9), b1 for adam, the velocity for rmsprop",
     )
-    sweep.add_argument("--seeds", type=positive_int, default=2, help="seeds per setting")
-    sweep.add_argument("--steps", type=positive_int, default=500, help="updates per run")
+    sweep.add_argument(
+        "--seeds",
+        type=bounded_int(MAX_SEEDS, "a handful of seeds gives the spread"),
+        default=2,
+        help="seeds per setting",
+    )
+    sweep.add_argument(
+        "--steps", type=bounded_int(MAX_STEPS, STEPS_FIX), default=500, help="updates per run"
+    )
     sweep.add_argument(
         "--batch-size", type=batch_size, default=32, help="examples per update, or 'full'"
     )
-    sweep.add_argument("--hidden", type=positive_int, default=32, help="hidden units of the MLP")
+    sweep.add_argument(
+        "--hidden",
+        type=bounded_int(MAX_HIDDEN, "the digits have 64 features; e.g. --hidden 256"),
+        default=32,
+        help="hidden units of the MLP",
+    )
     sweep.add_argument("--out", default=DEFAULT_OUT, help="output folder")
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sweep.set_defaults(func=_run("sweep"))
@@ -303,7 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", choices=("demo",), help="analyze the demo MLP after --steps of training"
     )
     hessian.add_argument(
-        "--steps", type=positive_int, default=500, help="--model demo: training steps"
+        "--steps",
+        type=bounded_int(MAX_STEPS, STEPS_FIX),
+        default=500,
+        help="--model demo: training steps",
     )
     hessian.add_argument(
         "--lr",
@@ -312,7 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
         "rate of SGD with momentum 0.9, default 0.1)",
     )
     hessian.add_argument(
-        "--k", type=positive_int, default=3, help="--model demo: eigenvalues at each end"
+        "--k",
+        type=bounded_int(MAX_K, "the ends of the spectrum are what Lanczos finds; e.g. --k 5"),
+        default=3,
+        help="--model demo: eigenvalues at each end",
     )
     hessian.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     hessian.set_defaults(func=_run("hessian"))
@@ -346,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     landscape.add_argument(
         "--steps",
-        type=positive_int,
+        type=bounded_int(MAX_STEPS, STEPS_FIX),
         default=None,
         help="updates per optimizer (default: 2000; 10000 on rosenbrock)",
     )
@@ -381,6 +443,20 @@ def enable_compilation_cache() -> str | None:
     return folder
 
 
+def _unwritable(folder: str) -> str:
+    """Why the output ``folder`` cannot be written ('' if it can); creates it."""
+    path = os.path.abspath(os.path.expanduser(folder))
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"{folder!r} is a file, not a folder; pass a folder (new or existing)"
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        return f"cannot write to {folder!r} ({e.strerror}); pass a folder you can write to"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs ``jaxopt-lab`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
@@ -388,6 +464,11 @@ def main(argv: list[str] | None = None) -> int:
     prog = f"jaxopt-lab {args.command}"
     if extra:  # reported by the subcommand, like its other errors
         parser.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(extra)}\n")
+    out = getattr(args, "out", None)
+    if out is not None:
+        problem = _unwritable(out)
+        if problem:  # before any training: the results would have nowhere to go
+            parser.exit(2, f"{prog}: error: argument --out: {problem}\n")
     enable_compilation_cache()
     try:
         return args.func(args)

@@ -274,3 +274,44 @@ def test_output_into_a_closed_pipe_stops_quietly():
     proc.wait(timeout=120)
     assert proc.returncode == 141, stderr
     assert stderr == ""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sweep", "--steps", "99999999999"],
+        ["sweep", "--hidden", "100000000"],
+        ["sweep", "--seeds", "99999999999"],
+        ["sweep", "--num", "99999999999", "--lr-min", "1e-3", "--lr-max", "1"],
+        ["sweep", "--batch-size", "99999999999"],
+        ["sweep", "--lrs", ",".join(["0.1"] * 100_000)],
+        ["hessian", "--model", "demo", "--k", "100000"],
+        ["hessian", "--model", "demo", "--steps", "99999999999"],
+        ["landscape", "rosenbrock", "--steps", "2000000000"],
+    ],
+    ids=lambda argv: " ".join(a[:20] for a in argv[:3]),
+)
+def test_every_size_is_bounded_and_refused_at_once(argv):
+    """A huge size is refused when the arguments are parsed: no training, no hang."""
+    import signal
+
+    def hang(*_):
+        raise AssertionError(f"jaxopt-lab {' '.join(argv)[:80]} did not answer: it hangs")
+
+    previous = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(20)  # a guard against hangs, far above the milliseconds a refusal takes
+    try:
+        code, _, err = _run(argv)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert code == 2 and "at most" in err and err.count("\n") == 1, err
+
+
+def test_out_is_checked_before_any_work(tmp_path, monkeypatch):
+    from jaxopt_lab import _demo
+
+    monkeypatch.setattr(_demo, "sweep_digits", lambda *a, **k: pytest.fail("trained"))
+    (tmp_path / "file").write_text("")
+    code, _, err = _run(["sweep", "--out", str(tmp_path / "file"), "--no-progress"])
+    assert code == 2 and "argument --out" in err and "is a file" in err, err
