@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_lab.curvature._operator import functional_loss
+from jaxopt_lab.curvature._operator import check_problem, functional_loss
 
 DENSE_MAX_BYTES = 1 << 30
 """Default budget of :func:`dense_hessian`: 1 GiB for the matrix (float32: D <= 16384)."""
@@ -27,14 +27,35 @@ def _gib(num_bytes: float) -> str:
     return f"{num_bytes / 2**30:.3g} GiB"
 
 
-def check_dense_budget(size: int, dtype: Any, max_bytes: int | None) -> None:
-    """Raises ``ValueError`` when a ``size x size`` matrix of ``dtype`` exceeds ``max_bytes``."""
-    budget = DENSE_MAX_BYTES if max_bytes is None else max_bytes
-    needed = size * size * np.dtype(dtype).itemsize
+def _budget(max_bytes: Any) -> int:
+    if max_bytes is None:
+        return DENSE_MAX_BYTES
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int | np.integer) or max_bytes < 1:
+        raise TypeError(
+            f"`max_bytes` must be a positive int (bytes) or None, got {max_bytes!r}; e.g. "
+            "2**30 for 1 GiB."
+        )
+    return int(max_bytes)
+
+
+def check_dense_budget(size: int, dtype: Any, max_bytes: int | None, peak: int = 0) -> None:
+    """Raises ``ValueError`` when the dense path would use more than ``max_bytes``.
+
+    ``peak`` is the memory the compiled program needs (matrix, work space, arguments);
+    without it only the matrix is counted (a lower bound, checked before compiling).
+    """
+    budget = _budget(max_bytes)
+    matrix = size * size * np.dtype(dtype).itemsize
+    needed = max(matrix, peak)
     if needed > budget:
+        what = (
+            f"{_gib(needed)} at its peak (the {_gib(matrix)} matrix, its symmetrised copy "
+            "and the work space of the Hessian-vector products)"
+            if peak > matrix
+            else f"{_gib(matrix)} ({size:,} x {size:,} x {np.dtype(dtype).itemsize} bytes)"
+        )
         raise ValueError(
-            f"The dense Hessian of {size:,} parameters needs {_gib(needed)} "
-            f"({size:,} x {size:,} x {np.dtype(dtype).itemsize} bytes), above `max_bytes` = "
+            f"The dense Hessian of {size:,} parameters needs {what}, above `max_bytes` = "
             f"{_gib(budget)}. Use the matrix-free path instead "
             '(`jol.curvature.analyze(..., method="lanczos")`, or `eigenvalues`, `trace`, '
             "`density` on the loss or on a `jol.curvature.hvp_operator`), or raise "
@@ -42,31 +63,40 @@ def check_dense_budget(size: int, dtype: Any, max_bytes: int | None) -> None:
         )
 
 
+_BLOCK = 64  # Hessian columns computed at once: the work space is this many HVPs
+
+
 def dense_hessian(
     loss_fn: Callable[..., jax.Array], params: Any, *args: Any, max_bytes: int | None = None
 ) -> jax.Array:
     r"""The Hessian :math:`H_{ij} = \partial^2 L / \partial\theta_i \partial\theta_j` as a matrix.
 
-    Parameters are flattened with ``ravel_pytree`` (leaf order of ``jax.tree.leaves``), the
-    matrix is computed with ``jax.hessian`` (forward-over-reverse) and symmetrised,
+    Parameters are flattened with ``ravel_pytree`` (leaf order of ``jax.tree.leaves``). The
+    matrix is built column by column from Hessian-vector products (forward-over-reverse,
+    what ``jax.hessian`` computes), 64 columns at a time, and symmetrised,
     :math:`(H + H^\top)/2`, so ``jnp.linalg.eigh`` sees an exactly symmetric matrix
     (lecture 004: a real symmetric matrix has real eigenvalues and orthonormal eigenvectors).
 
     Args:
       loss_fn: ``loss_fn(params, *args) -> scalar``; for a Flax NNX model,
         ``loss_fn(model, *args)``.
-      params: a pytree of arrays, or an ``nnx.Module`` (its ``nnx.Param`` state, in inference
-        mode).
+      params: a pytree of float32 or float64 arrays, or an ``nnx.Module`` (its
+        ``nnx.Param`` state, in inference mode).
       *args: passed to ``loss_fn`` unchanged (e.g. a batch).
-      max_bytes: refuse when the matrix would need more (default
-        :data:`DENSE_MAX_BYTES`, 1 GiB).
+      max_bytes: the most memory the computation may use at its peak (default
+        :data:`DENSE_MAX_BYTES`, 1 GiB): the compiled program's own account (XLA's
+        memory analysis: the matrix, its symmetrised copy, the work space of 64
+        Hessian-vector products, the arguments) is checked before it runs, so the
+        peak is about twice the matrix (float32: :math:`D \le 11585` in 1 GiB).
 
     Returns:
       A ``(D, D)`` array in the parameters' dtype.
 
     Raises:
-      ValueError: when :math:`D^2` times the item size exceeds ``max_bytes``; the message
-        gives the size needed and points to the matrix-free path.
+      ValueError: when the peak exceeds ``max_bytes``; the message gives the size needed
+        and points to the matrix-free path.
+      TypeError: for a loss that is not a real scalar, or parameters that are not float32
+        or float64, naming ``loss_fn`` or ``params``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -76,14 +106,39 @@ def dense_hessian(
       [[2.0, 0.0], [0.0, -2.0]]
     """
     loss, pure, extra = functional_loss(loss_fn, params, splat=True)
+    check_problem(loss, pure, extra, args)
     leaves = jax.tree.leaves(pure)
     size = int(sum(np.size(x) for x in leaves))
-    check_dense_budget(size, jnp.result_type(*leaves), max_bytes)
-    return _dense_jit(loss, pure, extra, args)
+    dtype = jnp.result_type(*leaves)
+    check_dense_budget(size, dtype, max_bytes)  # the matrix alone: before compiling
+    compiled = _dense_jit.lower(loss, pure, extra, args, min(size, _BLOCK)).compile()
+    check_dense_budget(size, dtype, max_bytes, peak=peak_bytes(compiled))
+    return compiled(pure, extra, args)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _dense_jit(loss, pure, extra, args):
+def peak_bytes(compiled: Any) -> int:
+    """The memory a compiled program uses at its peak, by XLA's account (0 if unknown)."""
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # not every backend reports it
+        return 0
+    if stats is None:
+        return 0
+    return int(
+        stats.temp_size_in_bytes
+        + stats.output_size_in_bytes
+        + stats.argument_size_in_bytes
+        - stats.alias_size_in_bytes
+    )
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _dense_jit(loss, pure, extra, args, block):
     flat, unravel = ravel_pytree(pure)
-    h = jax.hessian(lambda x: loss(unravel(x), extra, args))(flat)
+    grad = jax.grad(lambda x: loss(unravel(x), extra, args))
+
+    def column(i):
+        return jax.jvp(grad, (flat,), (jax.nn.one_hot(i, flat.size, dtype=flat.dtype),))[1]
+
+    h = jax.lax.map(column, jnp.arange(flat.size), batch_size=block)
     return 0.5 * (h + h.T)

@@ -320,9 +320,67 @@ def hvp_operator(
             "Pass e.g. 256, or None to use the whole dataset at once."
         )
     if data is not None:
-        num_examples(data)
+        n = num_examples(data)
     loss, pure_params, extra = functional_loss(loss_fn, params)
+    batch = None
+    if data is not None:
+        b = n if batch_size is None else min(batch_size, n)
+        batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((b, *np.shape(x)[1:]), x.dtype), data)
+    check_problem(loss, pure_params, extra, batch)
     return HessianOperator(loss, pure_params, extra, data, batch_size, default_mesh(devices))
+
+
+def check_problem(loss: Callable, params: Any, extra: Any, batch: Any) -> None:
+    """The parameters must be float32/float64 arrays; the loss must return a real scalar.
+
+    Checked abstractly (``jax.eval_shape``: nothing is computed), once, where every
+    curvature function builds its problem, so each refuses the same things by name.
+
+    Raises:
+      ValueError, TypeError: naming ``params`` (the leaf) or ``loss_fn`` (what it returned).
+    """
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    if not leaves:
+        raise ValueError(
+            f"`params` holds no arrays ({params!r}): there is no Hessian to take; pass the "
+            "parameters (a pytree of float arrays, or an nnx.Module)."
+        )
+    for path, leaf in leaves:
+        dtype = jnp.result_type(leaf)
+        if dtype not in (jnp.float32, jnp.float64):
+            where = jax.tree_util.keystr(path) or "(the root)"
+            why = (
+                "half precision is too coarse for Hessian-vector products and the "
+                "eigen-solvers (eigh_tridiagonal takes float32 and float64 only)"
+                if jnp.issubdtype(dtype, jnp.floating)
+                else "the Hessian is taken with respect to real parameters"
+            )
+            raise TypeError(
+                f"`params` has a leaf {where} of dtype {dtype}: {why}. Cast it, e.g. "
+                "jax.tree.map(lambda x: x.astype(jnp.float32), params)."
+            )
+    try:
+        out = jax.eval_shape(loss, params, extra, batch)
+    except TypeError as e:
+        if "positional argument" not in str(e):
+            raise
+        call = "loss_fn(params)" if batch is None else "loss_fn(params, batch)"
+        raise TypeError(f"`loss_fn` is called as {call} here, and that call failed: {e}") from None
+    if not isinstance(out, jax.ShapeDtypeStruct):
+        raise TypeError(
+            f"`loss_fn` must return a real scalar, got {jax.tree.structure(out)}; return only "
+            "the loss (a float of shape ())."
+        )
+    if out.shape != () or not jnp.issubdtype(out.dtype, jnp.floating):
+        fix = (
+            "reduce it to one number, e.g. with .mean() over the batch"
+            if out.shape
+            else "compute it in floating point"
+        )
+        raise TypeError(
+            f"`loss_fn` must return a real scalar (shape ()), got an array of shape "
+            f"{out.shape} and dtype {out.dtype}; {fix}."
+        )
 
 
 def as_operator(
