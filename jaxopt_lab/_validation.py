@@ -191,3 +191,18 @@ def leading_axis(name: str, tree: Any) -> int:
     if n < 1:
         raise ValueError(f"`{name}` is empty (leading axis of length 0).")
     return n
+
+
+def check_key(key: Any, name: str = "key", fix: str = " (or None for full-batch training)") -> Any:
+    """``key`` must be a PRNG key: ``jax.random.key(s)`` or a legacy ``PRNGKey(s)``."""
+    if key is None:
+        return None
+    ok = isinstance(key, jax.Array | np.ndarray) and (
+        (jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ())
+        or (key.dtype == np.uint32 and key.shape == (2,))
+    )
+    if not ok:
+        raise TypeError(
+            f"`{name}` must be a PRNG key, got {key!r}; pass e.g. jax.random.key(0){fix}."
+        )
+    return key

@@ -12,6 +12,7 @@ import numpy as np
 
 from jaxopt_lab._loop._callbacks import Callback
 from jaxopt_lab._loop._step import Spec
+from jaxopt_lab._validation import check_key as check_key
 from jaxopt_lab._validation import leading_axis as leading_axis
 from jaxopt_lab._validation import positive_int as positive_int
 
@@ -129,22 +130,6 @@ def build_spec(
         callbacks=check_callbacks(callbacks),
         schedule=schedule,
     )
-
-
-def check_key(key: Any) -> Any:
-    """``key`` must be a PRNG key: ``jax.random.key(s)`` or a legacy ``PRNGKey(s)``."""
-    if key is None:
-        return None
-    ok = isinstance(key, jax.Array | np.ndarray) and (
-        (jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ())
-        or (key.dtype == np.uint32 and key.shape == (2,))
-    )
-    if not ok:
-        raise TypeError(
-            f"`key` must be a PRNG key, got {key!r}; pass e.g. jax.random.key(0) (or None "
-            "for full-batch training)."
-        )
-    return key
 
 
 def check_like(name: str, tree: Any, like: Any, like_name: str) -> None:

@@ -12,11 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxopt_lab._validation import check_choice
-from jaxopt_lab.curvature._eigen import eigenvalues
+from jaxopt_lab._errors import DivergedError
+from jaxopt_lab._validation import check_choice, check_key, positive_int
+from jaxopt_lab.curvature._eigen import _check_tol, eigenvalues
 from jaxopt_lab.curvature._operator import HessianOperator, hvp_operator
 
-KINDS = ("minimum", "maximum", "saddle", "degenerate", "not_critical")
+KINDS = ("minimum", "maximum", "saddle", "degenerate", "not_critical", "nonfinite")
 METHODS = ("auto", "dense", "lanczos")
 
 
@@ -30,7 +31,7 @@ class CurvatureReport(NamedTuple):
     lambda_min: float  # smallest eigenvalue
     condition_number: float  # lambda_max / lambda_min when H is positive definite, else nan
     condition_number_nonzero: float  # max |l| / min non-zero |l| (lecture 001); nan if unknown
-    kind: str  # "minimum" | "maximum" | "saddle" | "degenerate" | "not_critical"
+    kind: str  # "minimum" | "maximum" | "saddle" | "degenerate" | "not_critical" | "nonfinite"
     counts: dict[str, int] | None  # {"positive", "negative", "zero"} (dense path), else None
     max_stable_lr: float  # 2 / lambda_max: gradient descent diverges above it (inf if <= 0)
     optimal_lr: float  # 1 / lambda_max: the "standard" step of lecture 001
@@ -108,11 +109,20 @@ def classify(
 ) -> str:
     """Second-derivative test (lecture 004): the kind of point from the gradient and spectrum.
 
-    Not critical when ``grad_norm > grad_tol``; else a minimum when every eigenvalue is
+    ``"nonfinite"`` when the gradient norm or an eigenvalue is inf or NaN (the loss or the
+    point is not finite: nothing can be told); not critical when ``grad_norm > grad_tol``;
+    else a minimum when every eigenvalue is
     > ``zero_tol`` (H positive definite), a maximum when every one is < ``-zero_tol``, a
     saddle when there are both signs, and degenerate ("inconclusive, may be a saddle point
     or a part of a flat region") when some are zero and the rest share one sign.
     """
+    for name, value in (("grad_tol", grad_tol), ("zero_tol", zero_tol)):
+        _check_nonnegative(name, value)
+    numbers = (grad_norm, lam_max, lam_min)
+    if not all(isinstance(v, int | float | np.number) for v in numbers):
+        raise TypeError(f"`grad_norm`, `lam_max` and `lam_min` must be numbers, got {numbers!r}.")
+    if not all(math.isfinite(v) for v in numbers):
+        return "nonfinite"
     if not grad_norm <= grad_tol:
         return "not_critical"
     if lam_min > zero_tol:
@@ -133,6 +143,42 @@ def _loss_and_grad_norm(op: HessianOperator):
 @jax.jit
 def _eigvalsh(matrix: jax.Array) -> jax.Array:
     return jnp.linalg.eigvalsh(matrix)
+
+
+def _check_nonnegative(name: str, value: Any) -> None:
+    if isinstance(value, bool | str) or not np.isscalar(value) or not value >= 0:
+        raise ValueError(f"`{name}` must be a number >= 0, got {value!r}.")
+
+
+def _nonfinite(loss, grad_norm, method, size, grad_tol, learning_rate, throw) -> CurvatureReport:
+    """The report at a point whose loss, gradient or Hessian is not finite."""
+    if throw:
+        raise DivergedError(
+            f"`analyze` (throw=True): the loss ({loss}) or its derivatives are not finite at "
+            f"this point (gradient norm {grad_norm}); check the parameters and the data."
+        )
+    nan = math.nan
+    return CurvatureReport(
+        loss=loss,
+        grad_norm=grad_norm,
+        eigenvalues=np.full(1, nan),
+        lambda_max=nan,
+        lambda_min=nan,
+        condition_number=nan,
+        condition_number_nonzero=nan,
+        kind="nonfinite",
+        counts=None,
+        max_stable_lr=nan,
+        optimal_lr=nan,
+        learning_rate=nan if learning_rate is None else float(learning_rate),
+        gd_rate=nan,
+        method=method,
+        size=size,
+        converged=False,
+        num_matvecs=0,
+        grad_tol=float(grad_tol),
+        zero_tol=nan,
+    )
 
 
 def _inv(x: float) -> float:
@@ -201,25 +247,46 @@ def analyze(
     """
     check_choice("method", method, METHODS)
     for name, value in (("grad_tol", grad_tol), ("eig_tol", eig_tol)):
-        if not np.isscalar(value) or not value >= 0:
-            raise ValueError(f"`{name}` must be a number >= 0, got {value!r}.")
+        _check_nonnegative(name, value)
+    positive_int("max_dense", max_dense)
+    positive_int("k", k)
+    _check_tol("tol", tol)
+    check_key(key, fix=" (or None)")
+    if learning_rate is not None and (
+        isinstance(learning_rate, bool | str)
+        or not np.isscalar(learning_rate)
+        or not learning_rate > 0
+    ):
+        raise ValueError(
+            f"`learning_rate` must be a number > 0 (or None for 1 / lambda_max), got "
+            f"{learning_rate!r}."
+        )
     op = hvp_operator(loss_fn, params, data, batch_size=batch_size)
     size = op.size
     if method == "auto":
         method = "dense" if size <= max_dense else "lanczos"
+    if method == "lanczos" and size >= 2 and 2 * k > size:
+        raise ValueError(
+            f"`k` = {k} asks for {2 * k} eigenvalues ({k} at each end) of a {size}-parameter "
+            f"Hessian; pass k <= {size // 2}, or method='dense' for all of them."
+        )
     loss, grad_norm = (float(x) for x in _loss_and_grad_norm(op))
+    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        return _nonfinite(loss, grad_norm, method, size, grad_tol, learning_rate, throw)
 
     if method == "dense":
         values = np.asarray(_eigvalsh(op.dense(max_bytes=max_bytes)), dtype=np.float64)
         values = np.sort(values)[::-1]
         converged, num_matvecs = True, size
     else:
-        kk = min(k, size // 2) if size >= 2 else 1
+        kk = k if size >= 2 else 1
         which = "both" if size >= 2 else "largest"
         eig = eigenvalues(op, k=kk, which=which, tol=tol, key=key, throw=throw)
         values = np.sort(np.asarray(eig.values, dtype=np.float64))[::-1]
         converged, num_matvecs = bool(np.all(eig.converged)), int(eig.num_matvecs)
 
+    if not np.all(np.isfinite(values)):
+        return _nonfinite(loss, grad_norm, method, size, grad_tol, learning_rate, throw)
     lam_max, lam_min = float(values[0]), float(values[-1])
     scale = float(np.max(np.abs(values)))
     zero_tol = eig_tol * scale

@@ -13,7 +13,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab._errors import DivergedError
 from jaxopt_lab._types import Params
-from jaxopt_lab._validation import check_choice, positive_int
+from jaxopt_lab._validation import check_choice, check_key, positive_int
 from jaxopt_lab.curvature._lanczos import WHICH, check_k, default_max_matvecs, lanczos
 from jaxopt_lab.curvature._operator import HessianOperator, as_operator
 
@@ -33,7 +33,13 @@ class Eigen(NamedTuple):
 
 
 def _check_tol(name: str, tol: Any) -> None:
-    if not np.isscalar(tol) or not np.isfinite(tol) or tol <= 0:
+    if (
+        isinstance(tol, bool | str)
+        or not np.isscalar(tol)
+        or not np.isreal(tol)
+        or not np.isfinite(tol)
+        or tol <= 0
+    ):
         raise ValueError(f"`{name}` must be a finite number > 0, got {tol!r}; e.g. 1e-4.")
 
 
@@ -133,8 +139,11 @@ def eigenvalues(
             f"{max_matvecs!r}. Pass e.g. {default_max_matvecs(dim, nwanted)}."
         )
     max_steps = min(max_matvecs, dim)
+    check_key(key, fix=" (or None)")
     key = jax.random.key(0) if key is None else key
     start_key, key = jax.random.split(key)
+    if v0 is not None:
+        _check_like_params(v0, op.params)
     if v0 is None:  # made here, so that a start vector given or not is the same program
         flat, unravel = ravel_pytree(op.params)
         v0 = unravel(jax.random.normal(start_key, flat.shape, flat.dtype))
@@ -152,6 +161,21 @@ def eigenvalues(
     if throw:
         raise_unconverged(eig, tol, "eigenvalues")
     return eig
+
+
+def _check_like_params(v0: Any, params: Any) -> None:
+    """``v0`` must be a pytree of the parameters' structure and leaf shapes."""
+    want = jax.tree.structure(params)
+    if jax.tree.structure(v0) != want or any(
+        np.shape(a) != np.shape(b)
+        for a, b in zip(jax.tree.leaves(v0), jax.tree.leaves(params), strict=True)
+    ):
+        shapes = [np.shape(x) for x in jax.tree.leaves(params)]
+        got = [np.shape(x) for x in jax.tree.leaves(v0)]
+        raise ValueError(
+            f"`v0` must be structured like the parameters ({want}, leaf shapes {shapes}), got "
+            f"{jax.tree.structure(v0)} with leaf shapes {got}; e.g. a previous eigenvector."
+        )
 
 
 def raise_unconverged(eig: Eigen, tol: float, what: str) -> None:
@@ -251,5 +275,6 @@ def power_iteration(
     positive_int("max_iters", max_iters)
     op = as_operator(loss_fn_or_op, params, data, batch_size)
     check_k(k, "largest", op.size)
+    check_key(key, fix=" (or None)")
     key = jax.random.key(0) if key is None else key
     return _power_jit(op, key, jnp.asarray(tol, op.dtype), k=k, max_iters=max_iters)

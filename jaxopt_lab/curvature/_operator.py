@@ -314,11 +314,16 @@ def hvp_operator(
       >>> [round(float(t), 4) for t in op.matvec(jnp.ones(3))]  # H = 2 X^T X / N
       [0.6667, 0.6667, 0.6667]
     """
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+    if batch_size is not None and (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int | np.integer)
+        or batch_size < 1
+    ):
         raise ValueError(
             f"`batch_size` must be a positive int or None, got {batch_size!r}. "
             "Pass e.g. 256, or None to use the whole dataset at once."
         )
+    batch_size = None if batch_size is None else int(batch_size)
     if data is not None:
         n = num_examples(data)
     loss, pure_params, extra = functional_loss(loss_fn, params)

@@ -126,6 +126,8 @@ def sharpness_callback(
       >>> round(float(metrics["sharpness"]), 4), round(float(metrics["2/learning_rate"]), 4)
       (7.0, 20.0)
     """
+    if not callable(loss_fn):
+        raise TypeError(f"`loss_fn` must be callable, got {loss_fn!r}.")
     positive_int("every", every, "E.g. every=100.")
     if learning_rate is not None:
         check_learning_rate("learning_rate", learning_rate)

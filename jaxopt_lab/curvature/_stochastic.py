@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from matfree import stochtrace
 
-from jaxopt_lab._validation import positive_int
+from jaxopt_lab._validation import check_key, positive_int
 from jaxopt_lab.curvature._lanczos import fixed_depth
 from jaxopt_lab.curvature._operator import HessianOperator, as_operator
 
@@ -96,6 +96,7 @@ def trace(
     if num_probes < 2:
         raise ValueError(f"`num_probes` must be >= 2 for a standard error, got {num_probes}.")
     op = as_operator(loss_fn_or_op, params, data, batch_size)
+    check_key(key, fix=" (or None)")
     key = jax.random.key(0) if key is None else key
     return _trace_jit(op, key, num_probes=num_probes, probe_batch=min(probe_batch, num_probes))
 
@@ -151,5 +152,6 @@ def density(
         raise ValueError(
             f"`num_nodes` = {num_nodes} exceeds the {op.size} parameters; pass at most {op.size}."
         )
+    check_key(key, fix=" (or None)")
     key = jax.random.key(0) if key is None else key
     return _density_jit(op, key, num_probes=num_probes, num_nodes=num_nodes)

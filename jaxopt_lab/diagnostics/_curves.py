@@ -194,11 +194,30 @@ def diagnose(
       >>> [f.problem for f in jol.diagnostics.diagnose(history, learning_rate=0.51)]
       ['instability']
     """
+    if not isinstance(history, Mapping):
+        raise TypeError(
+            f"`history` must be a mapping of metric -> array, got {type(history).__name__}; "
+            "pass `jol.train(...).history`."
+        )
+    for name, value in (("learning_rate", learning_rate), ("loss_floor", loss_floor)):
+        if value is None and name == "learning_rate":
+            continue
+        if isinstance(value, bool | str) or not np.isscalar(value) or not np.isfinite(value):
+            raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
+    if learning_rate is not None and not learning_rate > 0:
+        raise ValueError(f"`learning_rate` must be > 0, got {learning_rate!r}.")
     loss_key = "train_loss" if "train_loss" in history else "loss" if "loss" in history else None
     if loss_key is None:
         raise ValueError(
             f"`history` needs a `train_loss` (or `loss`) entry; it has {sorted(history)}. "
             "Pass `jol.train(...).history` or a dict of arrays."
+        )
+    if np.ndim(history[loss_key]) != 1:
+        raise ValueError(
+            f"`history[{loss_key!r}]` must be one run's curve (1-D), got shape "
+            f"{np.shape(history[loss_key])}: diagnose each run of a sweep on its own, e.g. "
+            f"[diagnose({{k: v[i] for k, v in result.curves.items()}}) for i in "
+            "range(result.num_runs)]."
         )
     loss = _column(history, loss_key)
     n_all = loss.size

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_lab._types import Params
-from jaxopt_lab._validation import positive_int
+from jaxopt_lab._validation import check_key, positive_int
 
 
 class LeafCheck(NamedTuple):
@@ -63,6 +63,9 @@ _DEFAULTS = {  # dtype -> (eps, rtol): eps ~ cbrt(machine epsilon), rtol well ab
 }
 
 
+_HALF = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+
+
 def check_grad(
     f: Callable[..., jax.Array],
     params: Params,
@@ -97,6 +100,9 @@ def check_grad(
     The step and tolerance default to the leaf's dtype: float64 ``eps=1e-5, rtol=1e-6``;
     float32 ``eps=1e-2, rtol=1e-2`` (a wrong factor, sign or transpose shows as an error
     of order 1; for a finer check run in float64 with ``jax.experimental.enable_x64``).
+    Leaves in bfloat16 or float16 are moved in float32 (``f`` is evaluated at the
+    parameters cast to float32; half precision cannot resolve the differences), with the
+    float32 defaults, against the gradient computed at the half-precision parameters.
 
     Args:
       f: ``f(params, *args) -> scalar``, traceable (it is jitted and vmapped over probes).
@@ -135,6 +141,7 @@ def check_grad(
         raise ValueError(f"`eps` must be > 0, got {eps!r}; e.g. 1e-3 in float32.")
     if rtol is not None and not rtol > 0:
         raise ValueError(f"`rtol` must be > 0, got {rtol!r}; e.g. 1e-2 in float32.")
+    check_key(key, fix=" (or None)")
     key = jax.random.key(0) if key is None else key
     grad_fn = jax.grad(f) if grad_fn is None else grad_fn
 
@@ -148,6 +155,10 @@ def check_grad(
     if shape != ():
         raise ValueError(f"`f` must return a scalar, got shape {shape}.")
     grads = treedef.flatten_up_to(jax.jit(lambda p: grad_fn(p, *args))(params))
+    # Half precision rounds f(theta +- eps v) too coarsely to tell a gradient from half or
+    # twice it: the differences are taken at the parameters cast to float32 (the gradient
+    # checked is still the one computed at the half-precision parameters).
+    leaves = [x.astype(jnp.float32) if x.dtype in _HALF else x for x in leaves]
 
     # Probe directions per leaf; all probes are evaluated by one compiled, mapped call.
     probes, plan = [], []

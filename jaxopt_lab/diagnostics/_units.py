@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -26,6 +27,11 @@ class LayerHealth(NamedTuple):
     dead_units: tuple[int, ...]  # indices of the dead units
     saturated_units: tuple[int, ...]  # indices of the saturated units
     mean_slope: float  # mean of phi'(z) / max phi' over units and examples (1 for linear)
+    nonfinite_units: tuple[int, ...] = ()  # units with an inf or NaN value on some example
+
+    @property
+    def nonfinite_fraction(self) -> float:
+        return len(self.nonfinite_units) / self.num_units if self.num_units else 0.0
 
 
 class UnitHealth(NamedTuple):
@@ -45,8 +51,16 @@ class UnitHealth(NamedTuple):
 
     @property
     def healthy(self) -> bool:
-        """No dead and no saturated units in any layer."""
-        return not any(layer.dead_units or layer.saturated_units for layer in self.layers)
+        """No dead, saturated or non-finite units in any layer."""
+        return not any(
+            layer.dead_units or layer.saturated_units or layer.nonfinite_units
+            for layer in self.layers
+        )
+
+    @property
+    def nonfinite_fraction(self) -> dict[str, float]:
+        """Layer name -> fraction of units with an inf or NaN activation."""
+        return {layer.name: layer.nonfinite_fraction for layer in self.layers}
 
     def __str__(self) -> str:
         width = max([len(layer.name) for layer in self.layers] + [5])
@@ -57,6 +71,11 @@ class UnitHealth(NamedTuple):
                 f"dead {100 * layer.dead_fraction:5.1f}%  "
                 f"saturated {100 * layer.saturated_fraction:5.1f}%  "
                 f"mean slope {layer.mean_slope:.3f}"
+                + (
+                    f"  NON-FINITE {100 * layer.nonfinite_fraction:5.1f}%"
+                    if layer.nonfinite_units
+                    else ""
+                )
             )
         return "\n".join(lines)
 
@@ -120,7 +139,12 @@ def unit_health(
       >>> jol.diagnostics.unit_health({"hidden": h}).dead_fraction
       {'hidden': 0.3333333333333333}
     """
-    if not 0 < saturation < 1:
+    if not isinstance(activations, Mapping) or not activations:
+        raise TypeError(
+            "`activations` must be a non-empty mapping of layer name -> array (units last), "
+            f"got {type(activations).__name__}; e.g. jol.diagnostics.record_activations(...)."
+        )
+    if isinstance(saturation, bool | str) or not np.isscalar(saturation) or not 0 < saturation < 1:
         raise ValueError(f"`saturation` must be in (0, 1), got {saturation!r}; e.g. 0.01.")
     if isinstance(activation, Mapping):
         kinds = dict(activation)
@@ -142,14 +166,19 @@ def unit_health(
                 f"`activations[{name!r}]` must have a units axis last, got shape {x.shape}."
             )
         x = x.reshape(-1, x.shape[-1])
-        out = _FUNCTIONS[kind](x) if preactivation else x
-        slope = _slope(kind, out)
-        dead = np.flatnonzero(np.all(out <= 0, axis=0)) if kind == "relu" else np.array([], int)
+        bad = ~np.all(np.isfinite(x), axis=0)  # units with an inf or NaN: never healthy
+        with np.errstate(invalid="ignore", over="ignore"):
+            out = _FUNCTIONS[kind](x) if preactivation else x
+            slope = _slope(kind, out)
+        dead = (
+            np.flatnonzero(np.all(out <= 0, axis=0) & ~bad) if kind == "relu" else np.array([], int)
+        )
         saturated = (
-            np.flatnonzero(np.all(slope < saturation, axis=0))
+            np.flatnonzero(np.all(slope < saturation, axis=0) & ~bad)
             if kind in ("tanh", "sigmoid")
             else np.array([], int)
         )
+        slope = slope[:, ~bad]
         units = x.shape[1]
         layers.append(
             LayerHealth(
@@ -161,7 +190,8 @@ def unit_health(
                 saturated_fraction=saturated.size / units,
                 dead_units=tuple(int(i) for i in dead),
                 saturated_units=tuple(int(i) for i in saturated),
-                mean_slope=float(slope.mean()) if slope.size else 1.0,
+                mean_slope=float(slope.mean()) if slope.size else (math.nan if bad.any() else 1.0),
+                nonfinite_units=tuple(int(i) for i in np.flatnonzero(bad)),
             )
         )
     return UnitHealth(tuple(layers))
@@ -252,6 +282,8 @@ def symmetric_units(weights: Sequence[Any], *, rtol: float = 1e-4) -> Symmetry:
       >>> sym.layers[0].groups
       ((0, 1, 2),)
     """
+    if isinstance(rtol, bool | str) or not np.isscalar(rtol) or not 0 <= rtol < 1:
+        raise ValueError(f"`rtol` must be a number in [0, 1), got {rtol!r}; e.g. 1e-4.")
     if len(weights) < 2:
         raise ValueError(
             f"`weights` needs at least two layers (a hidden layer between them), got "
