@@ -3,12 +3,14 @@
 import math
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from _curvature_problems import bowl_down, digits_like, monkey_saddle, rosenbrock, saddle
 from flax import nnx
 
+import jaxopt_lab as jol
 from jaxopt_lab import curvature
 
 
@@ -228,3 +230,33 @@ def test_operator_with_params_is_rejected():
         curvature.eigenvalues(op, jnp.zeros(2))
     with pytest.raises(ValueError, match="leading"):
         curvature.hvp_operator(_linear_loss, jnp.zeros(2), (jnp.ones((3, 2)), jnp.ones(4)))
+
+
+def test_analyze_at_a_nonfinite_point_says_so():
+    loss = lambda w: jnp.sum(w**2)
+    for point in (jnp.full(3, jnp.nan), jnp.array([1.0, jnp.inf, 0.0])):
+        for method in ("dense", "lanczos"):
+            report = jol.curvature.analyze(loss, point, method=method, k=1)
+            assert report.kind == "nonfinite" and not report.converged, report
+    with pytest.raises(jol.DivergedError, match="not finite"):
+        jol.curvature.analyze(loss, jnp.full(3, jnp.nan), throw=True)
+    assert jol.curvature.classify(float("nan"), 1.0, 0.0, 1e-5, 1e-5) == "nonfinite"
+
+
+def test_dense_hessian_max_bytes_bounds_the_peak():
+    from jaxopt_lab.curvature import _dense, _operator
+
+    x = jnp.linspace(-1.0, 1.0, 200 * 40).reshape(200, 40)
+    loss = lambda p, x: jnp.mean(jnp.tanh(x @ p["w"]) @ p["v"])
+    params = {"w": jnp.full((40, 50), 0.01), "v": jnp.ones(50)}
+    size = 40 * 50 + 50
+    matrix = size * size * 4
+    f, pure, extra = _operator.functional_loss(loss, params, splat=True)
+    peak = _dense.peak_bytes(_dense._dense_jit.lower(f, pure, extra, (x,), 64).compile())
+    assert matrix < peak <= 2.2 * matrix  # the matrix, its symmetrised copy, 64 HVPs
+    with pytest.raises(ValueError, match=r"at its peak.*above `max_bytes`"):
+        jol.curvature.dense_hessian(loss, params, x, max_bytes=int(1.5 * matrix))
+    h = jol.curvature.dense_hessian(loss, params, x, max_bytes=int(2.5 * matrix))
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    want = jax.hessian(lambda z: loss(unravel(z), x))(flat)
+    np.testing.assert_allclose(h, 0.5 * (want + want.T), atol=1e-6)

@@ -340,3 +340,22 @@ def test_all_zero_init_keeps_units_symmetric():
     assert [layer.num_distinct for layer in random_init.layers] == [32, 32]
     with pytest.raises(ValueError, match=r"`weights\[1\]`"):
         dg.symmetric_units([jnp.zeros((4, 3)), jnp.zeros((5, 2))])
+
+
+def test_check_grad_catches_wrong_half_precision_gradients():
+    x = jnp.linspace(0.5, 2.0, 8).astype(jnp.bfloat16)
+    f = lambda p: jnp.sum(p**3)
+    for wrong in (lambda p: jnp.zeros_like(p), lambda p: 6 * p**2):  # zero, twice the truth
+        assert not jol.diagnostics.check_grad(f, x, grad_fn=wrong).passed
+    assert jol.diagnostics.check_grad(f, x, grad_fn=lambda p: 3 * p**2).passed
+    assert jol.diagnostics.check_grad(f, x.astype(jnp.float16)).passed  # autodiff
+
+
+def test_unit_health_counts_nonfinite_units():
+    h = jnp.array([[1.0, jnp.nan, 0.5], [0.3, 2.0, jnp.inf]])
+    health = jol.diagnostics.unit_health({"h": h})
+    assert not health.healthy
+    assert health.layers[0].nonfinite_units == (1, 2)
+    assert health.nonfinite_fraction == {"h": 2 / 3}
+    assert "NON-FINITE" in str(health)
+    assert jol.diagnostics.unit_health({"h": jnp.ones((2, 3))}).healthy
