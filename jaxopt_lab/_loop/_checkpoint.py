@@ -3,8 +3,8 @@
 A checkpoint directory holds
 
 - ``meta.json``: what the runs compute (:func:`fingerprint`: the lowered text of the
-  training programs, the grid, the seeds, the data's content hash, the shapes) and the
-  SHA-256 of every saved item's arrays;
+  training programs, the grid, the seeds, the data's content hash, the shapes) and, for
+  every saved item, the SHA-256 of each of its files and of its arrays;
 - one orbax checkpoint per item (a chunk of sweep runs, or the state of a training run),
   written by ``orbax.checkpoint`` under a temporary name and renamed when complete;
 - ``.lock``: an OS file lock held by the one process writing the directory.
@@ -40,7 +40,7 @@ import numpy as np
 
 META = "meta.json"
 LOCK = ".lock"
-FORMAT = "jaxopt_lab checkpoint 2 (orbax)"
+FORMAT = "jaxopt_lab checkpoint 3 (orbax)"
 _POLL_SECONDS = 0.05
 
 
@@ -234,8 +234,9 @@ class Directory:
         if target.exists():  # an unrecorded leftover, or an item being replaced
             shutil.rmtree(target)
         _checkpointer().save(target, arrays)
+        record = {"arrays": content_hash(arrays), "files": _file_hashes(target)}
         with self._guard:
-            self.items[name] = content_hash(arrays)
+            self.items[name] = record
         self._write_meta()
         if replaces:
             self.discard(replaces)
@@ -247,12 +248,19 @@ class Directory:
         removed, and left to be computed again.
         """
         target = self.path / name
-        digest = self.items.get(name)
-        if digest is None:
+        record = self.items.get(name)
+        if record is None:
             return None
         problem = None
         if not target.is_dir():
             problem = "is missing"
+        elif (files := _file_hashes(target)) != record["files"]:
+            # checked before orbax reads anything: a damaged file is never handed to it
+            changed = sorted(
+                set(files) ^ set(record["files"])
+                | {f for f in set(files) & set(record["files"]) if files[f] != record["files"][f]}
+            )
+            problem = f"has missing or altered files ({', '.join(changed[:3])})"
         else:
             try:
                 arrays = _checkpointer().restore(target)
@@ -260,7 +268,7 @@ class Directory:
             except Exception as e:  # orbax/tensorstore raise many kinds on damaged files
                 problem = f"cannot be read ({type(e).__name__}: {str(e)[:200]})"
             else:
-                if content_hash(arrays) != digest:
+                if content_hash(arrays) != record["arrays"]:
                     problem = "does not match its checksum in meta.json (altered)"
         if problem is None:
             return arrays
@@ -293,6 +301,14 @@ def recorded_items(directory: Any) -> int:
 def preload() -> None:
     """Imports orbax-checkpoint in a thread (it takes a while), for the first save or load."""
     threading.Thread(target=_checkpointer, daemon=True, name="jaxopt_lab-orbax").start()
+
+
+def _file_hashes(item: pathlib.Path) -> dict[str, str]:
+    """SHA-256 of every file of an orbax item, by path relative to the item."""
+    out = {}
+    for path in sorted(p for p in item.rglob("*") if p.is_file()):
+        out[str(path.relative_to(item))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
 
 
 def _checkpointer() -> Any:
