@@ -93,7 +93,7 @@ def make_optimizer(hparams) -> optax.GradientTransformation:
     return jol.momentum(hparams["learning_rate"], hparams["momentum"])
 
 
-def run_sweep(data, lrs, momenta, steps, make=make_optimizer) -> np.ndarray:
+def run_sweep(data, lrs, momenta, steps, make=make_optimizer, **extra) -> np.ndarray:
     result = jol.sweep(
         loss_fn,
         init_fn,
@@ -106,6 +106,7 @@ def run_sweep(data, lrs, momenta, steps, make=make_optimizer) -> np.ndarray:
         log_every=LOG_EVERY,
         monitor_size=MONITOR,
         progress=False,
+        **extra,
     )
     return result.table()["final_train_loss"]
 
@@ -113,22 +114,14 @@ def run_sweep(data, lrs, momenta, steps, make=make_optimizer) -> np.ndarray:
 def run_chunked_sweep(data, lrs, momenta, steps, checkpoint=False) -> np.ndarray:
     """(a) in 4 chunks of 16 runs; with ``checkpoint``, each chunk saved (orbax)."""
     with tempfile.TemporaryDirectory() as tmp:
-        result = jol.sweep(
-            loss_fn,
-            init_fn,
-            make_optimizer,
-            {"learning_rate": lrs, "momentum": momenta},
-            data.train,
-            steps=steps,
-            batch_size=BATCH,
-            eval_data=data.validation,
-            log_every=LOG_EVERY,
-            monitor_size=MONITOR,
+        return run_sweep(
+            data,
+            lrs,
+            momenta,
+            steps,
             max_parallel=max(1, len(lrs) * len(momenta) // 4),
-            progress=False,
             checkpoint_dir=os.path.join(tmp, "ckpt") if checkpoint else None,
         )
-    return result.table()["final_train_loss"]
 
 
 def run_train(data, lrs, momenta, steps) -> np.ndarray:
