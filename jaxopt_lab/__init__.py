@@ -15,6 +15,7 @@ from jaxopt_lab.optimizers import adam as adam
 from jaxopt_lab.optimizers import delta_bar_delta as delta_bar_delta
 from jaxopt_lab.optimizers import momentum as momentum
 from jaxopt_lab.optimizers import nesterov as nesterov
+from jaxopt_lab.optimizers import newton as newton
 from jaxopt_lab.optimizers import normalized_sgd as normalized_sgd
 from jaxopt_lab.optimizers import rmsprop as rmsprop
 from jaxopt_lab.optimizers import sgd as sgd
@@ -35,7 +36,6 @@ from jaxopt_lab.transforms.delta_bar_delta import (
 )
 from jaxopt_lab.transforms.momentum import scale_by_ema as scale_by_ema
 from jaxopt_lab.transforms.momentum import scale_by_trace as scale_by_trace
-from jaxopt_lab.transforms.newton import newton as newton
 from jaxopt_lab.transforms.newton import scale_by_newton as scale_by_newton
 from jaxopt_lab.transforms.normalized import scale_by_global_norm as scale_by_global_norm
 from jaxopt_lab.transforms.normalized import scale_by_sign as scale_by_sign

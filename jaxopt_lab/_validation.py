@@ -86,26 +86,32 @@ def _check(
         raise ValueError(f"`{name}` must be {allowed}, got {value!r}. {fix}")
 
 
-def check_unit_interval(name: str, value: Any, example: str = "0.9") -> None:
-    """Requires ``0 <= value < 1`` (decay rates, momenta); NaN and inf fail."""
+def check_unit_interval(name: str, value: Any, example: str = "0.9", fix: str = "") -> None:
+    """Requires ``0 <= value < 1`` (decay rates, momenta); NaN and inf fail.
+
+    ``fix`` replaces the default advice, which is about decay rates.
+    """
     _check(
         name,
         value,
         lambda a: (a >= 0) & (a < 1),
         "in [0, 1)",
-        f"Pass a value such as {example}; `{name}` = 1 would never forget and > 1 diverges.",
+        fix or f"Pass a value such as {example}; `{name}` = 1 would never forget and > 1 diverges.",
         example,
     )
 
 
-def check_nonnegative(name: str, value: Any, example: str = "1e-8") -> None:
-    """Requires a finite ``value >= 0`` (epsilons, damping, increments); NaN and inf fail."""
+def check_nonnegative(name: str, value: Any, example: str = "1e-8", fix: str = "") -> None:
+    """Requires a finite ``value >= 0`` (epsilons, damping, increments, absolute tolerances);
+    NaN and inf fail. ``fix`` replaces the default advice, which is about update rules.
+    """
     _check(
         name,
         value,
         lambda a: np.isfinite(a) & (a >= 0),
         "a finite number >= 0",
-        f"Pass a small non-negative `{name}`, e.g. {example} (an infinite one freezes or "
+        fix
+        or f"Pass a small non-negative `{name}`, e.g. {example} (an infinite one freezes or "
         "overflows the update).",
         example,
     )
@@ -114,6 +120,21 @@ def check_nonnegative(name: str, value: Any, example: str = "1e-8") -> None:
 def check_positive(name: str, value: Any, fix: str, example: str = "100.0") -> None:
     """Requires a finite ``value > 0`` (time scales, tolerances); NaN and inf fail."""
     _check(name, value, lambda a: np.isfinite(a) & (a > 0), "a finite number > 0", fix, example)
+
+
+def check_tolerance(name: str, value: Any, example: str = "1e-4") -> None:
+    """Requires a finite tolerance ``value > 0`` (``tol``, ``rtol``, a step ``eps``).
+
+    The one check of every positive tolerance: a ``TypeError`` for ``None``, a string, a
+    bool or a list, a ``ValueError`` for zero, a negative number, NaN or infinity (and an
+    array that is not 0-d), naming ``name``. A traced value is not checked.
+    """
+    check_positive(
+        name,
+        value,
+        f"Pass a small positive `{name}`, e.g. {example}; 0 could never be met.",
+        example,
+    )
 
 
 def check_learning_rate(name: str, value: Any, *, schedule: bool = True) -> None:
@@ -158,11 +179,30 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ValueError(f"`{name}` must be one of {options}, got {value!r}.")
 
 
-def positive_int(name: str, value: Any, fix: str = "") -> int:
-    """``value`` as an ``int >= 1``; else ``ValueError`` naming ``name`` (and ``fix``)."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}. {fix}".rstrip())
-    return int(value)
+def check_count(
+    value: Any, name: str, *, minimum: int = 1, maximum: int | None = None, fix: str = ""
+) -> int:
+    """``value`` as a Python ``int`` in ``[minimum, maximum]``.
+
+    Python and NumPy integers (and integer 0-d arrays) are accepted alike; a ``bool``, a
+    float or anything else is a ``TypeError``, an integer out of range a ``ValueError``,
+    each naming ``name``, the value and ``fix``.
+    """
+    if (
+        isinstance(value, np.ndarray | jax.Array)
+        and value.shape == ()
+        and not isinstance(value, jax.core.Tracer)
+    ):
+        value = value.item() if np.issubdtype(value.dtype, np.integer) else value
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise TypeError(
+            f"`{name}` must be a whole number >= {minimum}, got {_describe(value)}. {fix}".rstrip()
+        )
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum:,}]"
+        raise ValueError(f"`{name}` must be a whole number {bound}, got {value}. {fix}".rstrip())
+    return value
 
 
 def leading_axis(name: str, tree: Any) -> int:

@@ -28,6 +28,7 @@ from jaxopt_lab.transforms.adaptive import (
 )
 from jaxopt_lab.transforms.delta_bar_delta import scale_by_delta_bar_delta
 from jaxopt_lab.transforms.momentum import scale_by_ema, scale_by_trace
+from jaxopt_lab.transforms.newton import scale_by_newton
 from jaxopt_lab.transforms.normalized import scale_by_global_norm, scale_by_sign
 
 _GTX = optax.GradientTransformationExtraArgs
@@ -256,3 +257,67 @@ def normalized_sgd(learning_rate: ScalarOrSchedule, eps: jax.typing.ArrayLike = 
       Lecture 002 (Congeduti), "Normalizing gradients".
     """
     return optax.chain(scale_by_global_norm(eps), scale_by_learning_rate(learning_rate))
+
+
+def newton(
+    learning_rate: ScalarOrSchedule = 1.0,
+    damping: jax.typing.ArrayLike = 0.0,
+    *,
+    saddle_free: bool = False,
+    method: str = "auto",
+    max_dense: int = 1000,
+    cg_tol: float = 1e-5,
+    cg_maxiter: int = 100,
+    krylov_depth: int = 50,
+) -> _GTX:
+    r"""Newton's method, :math:`\theta \leftarrow \theta - \alpha (H + \delta I)^{-1}\nabla L`.
+
+    Lecture 004: :math:`x' = x - H(x)^{-1}\nabla_x f(x)`.
+
+    ``chain(scale_by_newton(damping, ...), scale_by_learning_rate(learning_rate))``; with
+    ``saddle_free=True`` the Hessian is replaced by :math:`|H|`, so saddles repel (lecture
+    003: plain Newton is attracted to them). Pass the loss to every update:
+    ``tx.update(grads, state, params, value_fn=loss_fn)``. See
+    :func:`jaxopt_lab.scale_by_newton` for how each method solves the system.
+
+    Args:
+      learning_rate: :math:`\alpha`, a scalar or schedule (1.0 is the pure Newton step).
+      damping: :math:`\delta \ge 0`, added to the Hessian (Levenberg-style). May be traced.
+      saddle_free: use :math:`|H|` (absolute eigenvalues). Static.
+      method: ``"auto"`` (dense up to ``max_dense`` parameters, else ``"cg"``),
+        ``"dense"`` (``jax.hessian`` and a solve, or ``eigh`` with ``saddle_free``) or
+        ``"cg"`` (matrix-free: conjugate gradients, or Lanczos with ``saddle_free``). Static.
+      max_dense: the largest number of parameters ``"auto"`` solves densely.
+      cg_tol: relative residual tolerance of CG, ``>= 0``.
+      cg_maxiter: CG iterations at most.
+      krylov_depth: Lanczos steps for saddle-free Newton on the matrix-free path.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs ``params`` and
+      ``value_fn`` (``params -> scalar loss``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> import jaxopt_lab as jol
+      >>> loss = lambda w: 0.5 * w @ jnp.diag(jnp.array([1.0, 100.0])) @ w - w.sum()
+      >>> w = jnp.zeros(2); tx = jol.newton()
+      >>> u, _ = tx.update(jax.grad(loss)(w), tx.init(w), w, value_fn=loss)
+      >>> optax.apply_updates(w, u).tolist()  # the minimiser A^{-1} b in one step
+      [1.0, 0.009999999776482582]
+
+    References:
+      Lecture 004, "Newton's method"; lecture 003, saddle points; Dauphin et al., 2014
+      (saddle-free Newton).
+    """
+    return optax.chain(
+        scale_by_newton(
+            damping,
+            saddle_free=saddle_free,
+            method=method,
+            max_dense=max_dense,
+            cg_tol=cg_tol,
+            cg_maxiter=cg_maxiter,
+            krylov_depth=krylov_depth,
+        ),
+        scale_by_learning_rate(learning_rate),
+    )

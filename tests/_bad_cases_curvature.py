@@ -132,7 +132,7 @@ CASES += [
     case(
         "dense_hessian max_bytes 0",
         lambda: C.dense_hessian(square, W, max_bytes=0),
-        TypeError,
+        ValueError,
         "`max_bytes`",
     ),
     case(
@@ -141,6 +141,19 @@ CASES += [
         ValueError,
         "`max_bytes`",
         "matrix-free",
+    ),
+    case(
+        "hvp_operator batch_size str",
+        lambda: C.hvp_operator(loss, W, DATA, batch_size="2"),
+        TypeError,
+        "`batch_size`",
+    ),
+    case(
+        "hvp_operator batch_size float",
+        lambda: C.hvp_operator(loss, W, DATA, batch_size=2.0),
+        TypeError,
+        "`batch_size`",
+        "2.0",
     ),
     # eigenvalues and friends
     case(
@@ -170,14 +183,14 @@ CASES += [
         "`k`",
     ),
     case("eigenvalues k 0", lambda: C.eigenvalues(loss, W, DATA, k=0), ValueError, "`k`"),
-    case("eigenvalues k str", lambda: C.eigenvalues(loss, W, DATA, k="2"), ValueError, "`k`"),
+    case("eigenvalues k str", lambda: C.eigenvalues(loss, W, DATA, k="2"), TypeError, "`k`"),
     case(
         "eigenvalues tol nan",
         lambda: C.eigenvalues(loss, W, DATA, tol=float("nan")),
         ValueError,
         "`tol`",
     ),
-    case("eigenvalues tol str", lambda: C.eigenvalues(loss, W, DATA, tol="a"), ValueError, "`tol`"),
+    case("eigenvalues tol str", lambda: C.eigenvalues(loss, W, DATA, tol="a"), TypeError, "`tol`"),
     case("eigenvalues tol 0", lambda: C.eigenvalues(loss, W, DATA, tol=0.0), ValueError, "`tol`"),
     case(
         "eigenvalues which",
@@ -188,7 +201,7 @@ CASES += [
     case(
         "eigenvalues max_matvecs str",
         lambda: C.eigenvalues(loss, W, DATA, max_matvecs="a"),
-        ValueError,
+        TypeError,
         "`max_matvecs`",
     ),
     case(
@@ -205,6 +218,25 @@ CASES += [
         lambda: C.power_iteration(loss, W, DATA, k=5),
         ValueError,
         "`k`",
+    ),
+    case(
+        "power_iteration tol 0",
+        lambda: C.power_iteration(loss, W, DATA, tol=0.0),
+        ValueError,
+        "`tol`",
+    ),
+    case(
+        "power_iteration k float",
+        lambda: C.power_iteration(loss, W, DATA, k=1.0),
+        TypeError,
+        "`k`",
+    ),
+    case(
+        "trace num_probes 1",
+        lambda: C.trace(loss, W, DATA, num_probes=1),
+        ValueError,
+        "`num_probes`",
+        "standard error",
     ),
     case(
         "power_iteration max_iters 0",
@@ -272,7 +304,7 @@ CASES += [
         ValueError,
         "`max_dense`",
     ),
-    case("analyze tol str", lambda: C.analyze(loss, W, DATA, tol="a"), ValueError, "`tol`"),
+    case("analyze tol str", lambda: C.analyze(loss, W, DATA, tol="a"), TypeError, "`tol`"),
     case(
         "classify strings", lambda: C.classify("a", 1.0, 0.0, 1e-5, 1e-5), TypeError, "`grad_norm`"
     ),
@@ -287,6 +319,24 @@ CASES += [
         "sharpness_callback every 0",
         lambda: C.sharpness_callback(loss, DATA, every=0),
         ValueError,
+        "`every`",
+    ),
+    case(
+        "sharpness_callback tol str",
+        lambda: C.sharpness_callback(loss, DATA, every=1, tol="a"),
+        TypeError,
+        "`tol`",
+    ),
+    case(
+        "sharpness_callback tol nan",
+        lambda: C.sharpness_callback(loss, DATA, every=1, tol=float("nan")),
+        ValueError,
+        "`tol`",
+    ),
+    case(
+        "sharpness_callback every float",
+        lambda: C.sharpness_callback(loss, DATA, every=10.0),
+        TypeError,
         "`every`",
     ),
     case(
@@ -321,6 +371,12 @@ CASES += [
         "check_grad rtol 0",
         lambda: D.check_grad(square, jnp.ones(3), rtol=0.0),
         ValueError,
+        "`rtol`",
+    ),
+    case(
+        "check_grad rtol str",
+        lambda: D.check_grad(square, jnp.ones(3), rtol="1e-2"),
+        TypeError,
         "`rtol`",
     ),
     case(

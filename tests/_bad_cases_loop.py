@@ -41,7 +41,7 @@ def sweep(**change):
 KEY = jax.random.key(0)
 VECTOR = lambda p, b: b["x"] @ p["w"]
 INTEGER = lambda p, b: jnp.int32(1)
-COMPLEX = lambda p, b: p["w"].sum() + 1j
+COMPLEX = lambda p, b: p["w"].sum().astype(jnp.complex64) + 1j  # explicit: strict promotion
 PAIR = lambda p, b: (loss(p, b), loss(p, b))
 
 CASES = []
@@ -71,21 +71,23 @@ for name, run in (("train", train), ("sweep", sweep)):
         case(f"{name} data None", run(data=None), ValueError, "`data`"),
         case(f"{name} data scalars", run(data=[1.0, 2.0]), ValueError, "`data`"),
         case(f"{name} data ragged", run(data={"x": X, "y": X[:5, 0]}), ValueError, "`data`"),
-        case(f"{name} steps None", run(steps=None), ValueError, "`steps`"),
-        case(f"{name} steps str", run(steps="4"), ValueError, "`steps`"),
-        case(f"{name} steps float", run(steps=4.0), ValueError, "`steps`"),
-        case(f"{name} steps bool", run(steps=True), ValueError, "`steps`"),
+        # a count of the wrong type is a TypeError, one out of range a ValueError
+        case(f"{name} steps None", run(steps=None), TypeError, "`steps`"),
+        case(f"{name} steps str", run(steps="4"), TypeError, "`steps`"),
+        case(f"{name} steps float", run(steps=4.0), TypeError, "`steps`", "4.0"),
+        case(f"{name} steps bool", run(steps=True), TypeError, "`steps`"),
         case(f"{name} steps 0", run(steps=0), ValueError, "`steps`"),
         case(f"{name} steps beyond int32", run(steps=10**12), ValueError, "`steps`", "int32"),
-        case(f"{name} batch_size str", run(batch_size="4", **batches), ValueError, "`batch_size`"),
+        case(f"{name} batch_size str", run(batch_size="4", **batches), TypeError, "`batch_size`"),
         case(
             f"{name} batch_size > data", run(batch_size=21, **batches), ValueError, "`batch_size`"
         ),
-        case(f"{name} log_every str", run(log_every="2"), ValueError, "`log_every`"),
+        case(f"{name} log_every str", run(log_every="2"), TypeError, "`log_every`"),
         case(f"{name} log_every not dividing", run(log_every=3), ValueError, "`log_every`"),
         case(f"{name} chunk_size 0", run(chunk_size=0), ValueError, "`chunk_size`"),
+        case(f"{name} chunk_size float", run(chunk_size=2.0), TypeError, "`chunk_size`"),
         case(f"{name} monitor_size 0", run(monitor_size=0), ValueError, "`monitor_size`"),
-        case(f"{name} monitor_size str", run(monitor_size="a"), ValueError, "`monitor_size`"),
+        case(f"{name} monitor_size str", run(monitor_size="a"), TypeError, "`monitor_size`"),
         case(
             f"{name} divergence_factor str",
             run(divergence_factor="x"),
@@ -122,6 +124,12 @@ CASES += [
         "train checkpoint_every 0",
         train(checkpoint_dir="/tmp/never", checkpoint_every=0),
         ValueError,
+        "`checkpoint_every`",
+    ),
+    case(
+        "train checkpoint_every float",
+        train(checkpoint_dir="/tmp/never", checkpoint_every=10.0),
+        TypeError,
         "`checkpoint_every`",
     ),
     case("train state empty", train(state={}), ValueError, "`state`"),
@@ -182,7 +190,7 @@ CASES += [
     case("sweep seeds str", sweep(seeds="2"), ValueError, "`seeds`"),
     case("sweep seeds bool", sweep(seeds=True), ValueError, "`seeds`"),
     case("sweep seeds duplicates", sweep(seeds=[1, 1]), ValueError, "`seeds`"),
-    case("sweep max_parallel str", sweep(max_parallel="a"), ValueError, "`max_parallel`"),
+    case("sweep max_parallel str", sweep(max_parallel="a"), TypeError, "`max_parallel`"),
     case("sweep max_parallel 0", sweep(max_parallel=0), ValueError, "`max_parallel`"),
     case("sweep devices str", sweep(devices="cpu"), TypeError, "`devices`"),
     case("sweep devices empty", sweep(devices=[]), ValueError, "`devices`"),

@@ -16,7 +16,6 @@ if __name__ == "__main__":  # the worker imports the package and helpers from th
 
 import jax
 import numpy as np
-import optax
 
 import jaxopt_lab as jol
 
@@ -59,7 +58,7 @@ def train(checkpoint_dir=None):
     return jol.train(
         loss_fn,
         init_fn(jax.random.key(1)),
-        optax.adam(0.01),
+        jol.adam(0.01),  # = optax.adam(0.01), and strict-safe (the tests run strict)
         DATA,
         steps=2000,
         batch_size=16,

@@ -5,24 +5,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxopt_lab import datasets
+from jaxopt_lab import datasets, landscapes
 
-
-def rosenbrock(p):
-    """(1 - x)^2 + 100 (y - x^2)^2: minimum at (1, 1), H = [[802, -400], [-400, 200]]."""
-    return (1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2
-
-
-def saddle(p):
-    return p[0] ** 2 - p[1] ** 2
-
-
-def monkey_saddle(p):
-    return p[0] ** 3 - 3 * p[0] * p[1] ** 2
-
-
-def bowl_down(p):
-    return -(p[0] ** 2 + p[1] ** 2)
+# The 2-D problems are the library's landscapes (each a callable ``fn(w)``):
+# (1 - x)^2 + 100 (y - x^2)^2: minimum at (1, 1), H = [[802, -400], [-400, 200]]
+rosenbrock = landscapes.rosenbrock()
+saddle = landscapes.saddle()  # x^2 - y^2
+monkey_saddle = landscapes.monkey_saddle()  # x^3 - 3 x y^2
+bowl_down = landscapes.negative_bowl()  # -(x^2 + y^2)
 
 
 def digits_like(n: int = 256) -> tuple[jax.Array, jax.Array]:

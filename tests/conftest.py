@@ -11,3 +11,7 @@ os.environ["JAXOPT_LAB_COMPILATION_CACHE"] = "0"
 import jax
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# As optimistix: no implicit dtype promotion in the tests (a float32 array times a Python
+# float is fine; float32 with float64, or int with float, must be made explicit). Users'
+# code runs under JAX's default ("standard") promotion, which the library also supports.
+jax.config.update("jax_numpy_dtype_promotion", "strict")

@@ -281,7 +281,7 @@ def _loop_with_state(tx, params, state, steps):
 def test_transformations_are_extra_args_and_chain_forwards_them():
     for name, (factory, _) in OPTIMIZERS.items():
         assert isinstance(factory(0.1), optax.GradientTransformationExtraArgs), name
-    tx = optax.chain(jol.adam(0.1), jol.polyak_averaging("uniform"))
+    tx = optax.chain(jol.adam(0.1), jol.polyak_averaging(kind="uniform"))
     params = jnp.ones(2)
     # an extra keyword (as a line search's value_fn) is accepted and ignored
     tx.update(params, tx.init(params), params, value_fn=lambda p: jnp.sum(p))

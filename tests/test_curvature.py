@@ -260,3 +260,33 @@ def test_dense_hessian_max_bytes_bounds_the_peak():
     flat, unravel = jax.flatten_util.ravel_pytree(params)
     want = jax.hessian(lambda z: loss(unravel(z), x))(flat)
     np.testing.assert_allclose(h, 0.5 * (want + want.T), atol=1e-6)
+
+
+def test_numpy_integers_are_counts():
+    """k, batch_size, num_probes, num_nodes, max_matvecs, ... may be NumPy integers."""
+    x = np.linspace(-1.0, 1.0, 40, dtype=np.float32).reshape(10, 4)
+    data = (x, x @ np.arange(1.0, 5.0, dtype=np.float32))
+    loss = lambda w, b: jnp.mean((b[0] @ w - b[1]) ** 2)
+    w = jnp.zeros(4)
+    i = np.int64
+    op = curvature.hvp_operator(loss, w, data, batch_size=i(3))  # was refused
+    ref = curvature.hvp_operator(loss, w, data, batch_size=3)
+    np.testing.assert_allclose(op.matvec(jnp.ones(4)), ref.matvec(jnp.ones(4)), rtol=1e-6)
+    assert op.batch_size == 3 and type(op.batch_size) is int
+    eig = curvature.eigenvalues(op, k=i(2), max_matvecs=i(4), check_every=i(1))
+    np.testing.assert_allclose(eig.values, curvature.eigenvalues(op, k=2).values, rtol=1e-5)
+    power = curvature.power_iteration(op, k=i(1), max_iters=i(50))
+    np.testing.assert_allclose(power.values, eig.values[:1], rtol=1e-3)
+    t = curvature.trace(op, num_probes=i(4), probe_batch=i(2))
+    assert t == curvature.trace(op, num_probes=4, probe_batch=2)
+    dens = curvature.density(op, num_probes=np.int32(2), num_nodes=i(3))
+    assert dens.nodes.shape == (2, 3)
+    report = curvature.analyze(loss, w, data, k=i(1), max_dense=i(2), batch_size=i(5))
+    assert report.method == "lanczos" and report.kind == "not_critical"
+    cb = curvature.sharpness_callback(loss, data, every=i(2), max_matvecs=i(10))
+    assert cb.every == 2 and type(cb.every) is int
+    assert curvature.dense_hessian(lambda p: jnp.sum(p**2), w, max_bytes=i(1 << 20)).shape == (4, 4)
+    result = jol.diagnostics.check_grad(
+        lambda p: jnp.sum(p**3), jnp.ones(3), num_directions=i(2), max_coordinates=i(0)
+    )
+    assert result.passed

@@ -25,7 +25,7 @@ NAMED = {
     "sign-sgd": lambda: jol.sign_sgd(jol.schedules.inverse_time(0.01, 20.0)),
     "normalized-sgd": lambda: jol.normalized_sgd(0.1),
     "sgd-scheduled": lambda: jol.sgd(jol.schedules.linear_decay(0.1, 0.01, 40)),
-    "adam-polyak": lambda: optax.chain(jol.adam(0.01), jol.polyak_averaging("ema", 0.9)),
+    "adam-polyak": lambda: optax.chain(jol.adam(0.01), jol.polyak_averaging(kind="ema", decay=0.9)),
 }
 
 
@@ -70,7 +70,7 @@ def test_nnx_optimizer_trains_mlp(name):
 
 def test_polyak_average_from_nnx_optimizer():
     model = MLP(nnx.Rngs(0))
-    tx = optax.chain(jol.sgd(0.05), jol.polyak_averaging("uniform"))
+    tx = optax.chain(jol.sgd(0.05), jol.polyak_averaging(kind="uniform"))
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     x, y = _data()
     snapshots = []

@@ -165,7 +165,7 @@ def test_callbacks_see_the_optimizer_and_model_state():
     result = jol.train(
         cnn_loss,
         CNN(nnx.Rngs(0)),
-        optax.adam(1e-2),
+        jol.adam(1e-2),  # = optax.adam, whose `b1**count` needs implicit promotion
         TRAIN,
         key=jax.random.key(0),
         callbacks=(Moments(),),

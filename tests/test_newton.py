@@ -7,7 +7,8 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxopt_lab.transforms.newton import newton, scale_by_newton
+from jaxopt_lab.optimizers import newton
+from jaxopt_lab.transforms.newton import scale_by_newton
 
 A = jnp.array([[3.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 50.0]])
 B = jnp.array([1.0, -2.0, 3.0])

@@ -84,7 +84,9 @@ OPTIMIZERS = {
     "sign_sgd": (lambda h: jol.sign_sgd(h["lr"]), {"lr": LR}),
     "normalized_sgd": (lambda h: jol.normalized_sgd(h["lr"], h["eps"]), {"lr": LR, "eps": EPS}),
     "adam-polyak": (
-        lambda h: optax.chain(jol.adam(h["lr"]), jol.polyak_averaging("ema", h["decay"])),
+        lambda h: optax.chain(
+            jol.adam(h["lr"]), jol.polyak_averaging(kind="ema", decay=h["decay"])
+        ),
         {"lr": LR, "decay": UNIT},
     ),
 }
@@ -189,7 +191,7 @@ ARGUMENTS = [
     ("delta_bar_delta", lambda v: jol.delta_bar_delta(0.1, 0.1, 0.1, v), "gamma", "unit"),
     ("normalized_sgd", lambda v: jol.normalized_sgd(0.1, v), "eps", "nonneg"),
     ("newton", lambda v: jol.newton(damping=v), "damping", "nonneg"),
-    ("polyak_averaging", lambda v: jol.polyak_averaging("ema", v), "decay", "unit"),
+    ("polyak_averaging", lambda v: jol.polyak_averaging(kind="ema", decay=v), "decay", "unit"),
     ("inverse_time", lambda v: jol.schedules.inverse_time(0.1, v), "tau", "pos"),
 ]
 NON_FINITE = st.sampled_from([float("nan"), float("inf"), float("-inf")])

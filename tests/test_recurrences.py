@@ -201,7 +201,7 @@ def test_normalized_sgd():
 def test_polyak_averaging(kind):
     a, alpha = 0.1, 0.8
     decay = alpha if kind == "ema" else None
-    tx = optax.chain(jol.sgd(a), jol.polyak_averaging(kind, decay))
+    tx = optax.chain(jol.sgd(a), jol.polyak_averaging(kind=kind, decay=decay))
     _, iterates, state = run(tx)
     th1, th2, th3 = iterates
     assert th1 == pytest.approx(W0 - a * G[0])

@@ -313,3 +313,30 @@ def test_what_is_exact_and_what_is_rounding(reference):
     for name, leaf in reference.params.items():
         np.testing.assert_array_equal(others.params[name][same], leaf[same], err_msg=name)
         np.testing.assert_allclose(narrow.params[name], leaf, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_numpy_integers_are_counts():
+    """steps, batch_size, log_every, seeds and max_parallel may be NumPy integers."""
+    x = np.linspace(-1.0, 1.0, 24, dtype=np.float32).reshape(8, 3)
+    data = {"x": x, "y": x.sum(1)}
+
+    def run(**counts):
+        return jol.sweep(
+            lambda p, b: ((b["x"] @ p["w"] - b["y"]) ** 2).mean(),
+            lambda k: {"w": jax.random.normal(k, (3,))},
+            lambda h: optax.sgd(h["lr"]),
+            {"lr": [0.1, 0.2]},
+            data,
+            progress=False,
+            **counts,
+        )
+
+    plain = run(steps=4, batch_size=4, log_every=2, seeds=2, max_parallel=2)
+    numpy = run(
+        steps=np.int64(4),
+        batch_size=np.int32(4),
+        log_every=np.int64(2),
+        seeds=np.int64(2),
+        max_parallel=np.int64(2),
+    )
+    np.testing.assert_array_equal(numpy.curves["train_loss"], plain.curves["train_loss"])

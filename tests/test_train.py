@@ -389,15 +389,18 @@ def test_reduce_on_plateau_lowers_its_scale_on_a_plateau():
     optimizer = optax.chain(
         optax.sgd(0.5), optax.contrib.reduce_on_plateau(factor=0.5, patience=3, cooldown=0)
     )
-    result = jol.train(
-        lambda p, b: jnp.sum(p**2) + 0.0 * jnp.sum(b),
-        jnp.ones(2),
-        optax.chain(optax.scale(2.0), optimizer),
-        np.zeros((1, 1), np.float32),
-        steps=12,
-        key=None,
-        progress=False,
-    )
+    # optax's reduce_on_plateau multiplies its int32 count by a float32 (implicit
+    # promotion, which the tests' strict mode refuses): run it under JAX's default
+    with jax.numpy_dtype_promotion("standard"):
+        result = jol.train(
+            lambda p, b: jnp.sum(p**2) + 0.0 * jnp.sum(b),
+            jnp.ones(2),
+            optax.chain(optax.scale(2.0), optimizer),
+            np.zeros((1, 1), np.float32),
+            steps=12,
+            key=None,
+            progress=False,
+        )
     scale = float(result.opt_state[1][1].scale)
     assert scale < 1.0
     h = result.history["train_loss"]
@@ -434,3 +437,35 @@ def test_callbacks_due_between_logged_steps_keep_their_state():
     np.testing.assert_array_equal(h["evaluations"], [1, np.nan, np.nan, 3, np.nan, np.nan, 5])
     w = np.array([1.0, -2.0], np.float32) * np.float32(0.6) ** 6  # w <- w - 0.1 * 4 w
     np.testing.assert_allclose(h["param_norm"][3], np.linalg.norm(w), rtol=1e-5)
+
+
+def test_numpy_integers_are_counts():
+    """steps, batch_size, log_every, chunk_size, monitor_size may be NumPy integers."""
+    as_ints = jol.train(
+        regression_loss,
+        REG_PARAMS,
+        optax.sgd(0.1),
+        REGRESSION,
+        steps=4,
+        batch_size=5,
+        log_every=2,
+        chunk_size=2,
+        monitor_size=10,
+        key=jax.random.key(0),
+        progress=False,
+    )
+    as_numpy = jol.train(
+        regression_loss,
+        REG_PARAMS,
+        optax.sgd(0.1),
+        REGRESSION,
+        steps=np.int64(4),
+        batch_size=np.int32(5),
+        log_every=np.int64(2),
+        chunk_size=np.array(2),
+        monitor_size=np.int16(10),
+        key=jax.random.key(0),
+        progress=False,
+    )
+    np.testing.assert_array_equal(as_numpy.history["train_loss"], as_ints.history["train_loss"])
+    np.testing.assert_array_equal(as_numpy.params["w"], as_ints.params["w"])

@@ -12,9 +12,9 @@ import numpy as np
 
 from jaxopt_lab._loop._callbacks import Callback
 from jaxopt_lab._loop._step import Spec
+from jaxopt_lab._validation import check_count as check_count
 from jaxopt_lab._validation import check_key as check_key
 from jaxopt_lab._validation import leading_axis as leading_axis
-from jaxopt_lab._validation import positive_int as positive_int
 
 
 def is_optimizer(obj: Any) -> bool:
@@ -34,7 +34,9 @@ def check_optimizer(name: str, obj: Any) -> Any:
 def check_batch_size(batch_size: int | None, num_examples: int) -> int | None:
     if batch_size is None:
         return None
-    batch_size = positive_int("batch_size", batch_size)
+    batch_size = check_count(
+        batch_size, "batch_size", fix="Pass e.g. 32, or None for full-batch training."
+    )
     if batch_size > num_examples:
         raise ValueError(
             f"`batch_size` = {batch_size} is larger than the data ({num_examples} examples); "
@@ -44,7 +46,7 @@ def check_batch_size(batch_size: int | None, num_examples: int) -> int | None:
 
 
 def check_log_every(log_every: int, steps: int) -> int:
-    log_every = positive_int("log_every", log_every)
+    log_every = check_count(log_every, "log_every", fix="Pass e.g. 1 to log every step.")
     if steps % log_every:
         raise ValueError(
             f"`log_every` = {log_every} must divide `steps` = {steps}, so that the last "
@@ -57,8 +59,16 @@ def choose_chunk_size(chunk_size: int | None, steps: int, log_every: int) -> int
     """Steps per compiled call: a multiple of ``log_every`` (about 20 chunks by default)."""
     if chunk_size is None:
         chunk_size = max(1, math.ceil(steps / 20))
-    chunk_size = positive_int("chunk_size", chunk_size)
+    chunk_size = check_count(
+        chunk_size, "chunk_size", fix="Pass e.g. 100, or None for about 20 chunks."
+    )
     return math.ceil(chunk_size / log_every) * log_every
+
+
+def check_monitor_size(monitor_size: Any) -> int:
+    return check_count(
+        monitor_size, "monitor_size", fix="Pass e.g. 1024 examples to compute the train loss on."
+    )
 
 
 # The step counter, the minibatch positions and the history are int32 on the device.
@@ -79,7 +89,7 @@ def check_callbacks(callbacks: Any) -> tuple:
                 f"`callbacks[{i}]` = {cb!r} is not a Callback: it needs an `every` int, "
                 "`init(params)` and `__call__(step, params, state) -> (state, metrics)`."
             )
-        positive_int(f"callbacks[{i}].every", cb.every)
+        check_count(cb.every, f"callbacks[{i}].every", fix="E.g. every=100.")
     return callbacks
 
 
@@ -108,12 +118,12 @@ def build_spec(
     schedule: Any = None,
 ) -> Spec:
     """The checked :class:`Spec` of a run (``steps`` checked before the others)."""
-    steps = positive_int("steps", steps)
-    if steps > MAX_STEPS:
-        raise ValueError(
-            f"`steps` = {steps} is more than a run can count (its step counter is int32: "
-            f"at most {MAX_STEPS}); pass fewer steps, or continue from the result."
-        )
+    steps = check_count(
+        steps,
+        "steps",
+        maximum=MAX_STEPS,
+        fix="A run's step counter is int32: pass fewer steps, or continue from the result.",
+    )
     if schedule is not None and not callable(schedule):
         raise TypeError(
             f"`schedule` must be the learning-rate schedule (a function of the step) inside "

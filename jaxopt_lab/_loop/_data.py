@@ -8,8 +8,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_lab._validation import positive_int
-
 
 def key_words(key: jax.Array) -> tuple[int, ...]:
     """The raw 32-bit words of a PRNG key (typed ``jax.random.key`` or legacy uint32)."""
@@ -76,8 +74,8 @@ def monitoring_subset(data: Any, num_examples: int, monitor_size: int) -> Any:
     All of ``data`` when ``monitor_size >= num_examples``; else ``monitor_size``
     examples drawn once without replacement with NumPy seed 0, in data order (gathered
     where ``data`` lives: NumPy arrays on the host, JAX arrays on their device).
+    ``monitor_size`` is already checked (:func:`._checks.check_monitor_size`).
     """
-    monitor_size = positive_int("monitor_size", monitor_size)
     if monitor_size >= num_examples:
         return data
     idx = np.sort(np.random.default_rng(0).choice(num_examples, monitor_size, replace=False))

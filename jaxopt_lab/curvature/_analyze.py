@@ -13,8 +13,14 @@ import numpy as np
 import optax
 
 from jaxopt_lab._errors import DivergedError
-from jaxopt_lab._validation import check_choice, check_key, positive_int
-from jaxopt_lab.curvature._eigen import _check_tol, eigenvalues
+from jaxopt_lab._validation import (
+    check_choice,
+    check_count,
+    check_key,
+    check_nonnegative,
+    check_tolerance,
+)
+from jaxopt_lab.curvature._eigen import eigenvalues
 from jaxopt_lab.curvature._operator import HessianOperator, hvp_operator
 
 KINDS = ("minimum", "maximum", "saddle", "degenerate", "not_critical", "nonfinite")
@@ -117,7 +123,7 @@ def classify(
     or a part of a flat region") when some are zero and the rest share one sign.
     """
     for name, value in (("grad_tol", grad_tol), ("zero_tol", zero_tol)):
-        _check_nonnegative(name, value)
+        _check_absolute_tolerance(name, value)
     numbers = (grad_norm, lam_max, lam_min)
     if not all(isinstance(v, int | float | np.number) for v in numbers):
         raise TypeError(f"`grad_norm`, `lam_max` and `lam_min` must be numbers, got {numbers!r}.")
@@ -145,9 +151,8 @@ def _eigvalsh(matrix: jax.Array) -> jax.Array:
     return jnp.linalg.eigvalsh(matrix)
 
 
-def _check_nonnegative(name: str, value: Any) -> None:
-    if isinstance(value, bool | str) or not np.isscalar(value) or not value >= 0:
-        raise ValueError(f"`{name}` must be a number >= 0, got {value!r}.")
+def _check_absolute_tolerance(name: str, value: Any) -> None:
+    check_nonnegative(name, value, "1e-5", f"Pass e.g. `{name}`=1e-5 (0 asks for exact zeros).")
 
 
 def _nonfinite(loss, grad_norm, method, size, grad_tol, learning_rate, throw) -> CurvatureReport:
@@ -247,10 +252,10 @@ def analyze(
     """
     check_choice("method", method, METHODS)
     for name, value in (("grad_tol", grad_tol), ("eig_tol", eig_tol)):
-        _check_nonnegative(name, value)
-    positive_int("max_dense", max_dense)
-    positive_int("k", k)
-    _check_tol("tol", tol)
+        _check_absolute_tolerance(name, value)
+    max_dense = check_count(max_dense, "max_dense", fix="E.g. max_dense=2048.")
+    k = check_count(k, "k", fix="E.g. k=3 eigenvalues at each end.")
+    check_tolerance("tol", tol)
     check_key(key, fix=" (or None)")
     if learning_rate is not None and (
         isinstance(learning_rate, bool | str)

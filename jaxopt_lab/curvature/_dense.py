@@ -17,51 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from jaxopt_lab.curvature._budget import DENSE_MAX_BYTES as DENSE_MAX_BYTES
+from jaxopt_lab.curvature._budget import check_dense_budget
 from jaxopt_lab.curvature._operator import check_problem, functional_loss
-
-DENSE_MAX_BYTES = 1 << 30
-"""Default budget of :func:`dense_hessian`: 1 GiB for the matrix (float32: D <= 16384)."""
-
-
-def _gib(num_bytes: float) -> str:
-    return f"{num_bytes / 2**30:.3g} GiB"
-
-
-def _budget(max_bytes: Any) -> int:
-    if max_bytes is None:
-        return DENSE_MAX_BYTES
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int | np.integer) or max_bytes < 1:
-        raise TypeError(
-            f"`max_bytes` must be a positive int (bytes) or None, got {max_bytes!r}; e.g. "
-            "2**30 for 1 GiB."
-        )
-    return int(max_bytes)
-
-
-def check_dense_budget(size: int, dtype: Any, max_bytes: int | None, peak: int = 0) -> None:
-    """Raises ``ValueError`` when the dense path would use more than ``max_bytes``.
-
-    ``peak`` is the memory the compiled program needs (matrix, work space, arguments);
-    without it only the matrix is counted (a lower bound, checked before compiling).
-    """
-    budget = _budget(max_bytes)
-    matrix = size * size * np.dtype(dtype).itemsize
-    needed = max(matrix, peak)
-    if needed > budget:
-        what = (
-            f"{_gib(needed)} at its peak (the {_gib(matrix)} matrix, its symmetrised copy "
-            "and the work space of the Hessian-vector products)"
-            if peak > matrix
-            else f"{_gib(matrix)} ({size:,} x {size:,} x {np.dtype(dtype).itemsize} bytes)"
-        )
-        raise ValueError(
-            f"The dense Hessian of {size:,} parameters needs {what}, above `max_bytes` = "
-            f"{_gib(budget)}. Use the matrix-free path instead "
-            '(`jol.curvature.analyze(..., method="lanczos")`, or `eigenvalues`, `trace`, '
-            "`density` on the loss or on a `jol.curvature.hvp_operator`), or raise "
-            "`max_bytes` if the memory is really there."
-        )
-
 
 _BLOCK = 64  # Hessian columns computed at once: the work space is this many HVPs
 

@@ -13,7 +13,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab._errors import DivergedError
 from jaxopt_lab._types import Params
-from jaxopt_lab._validation import check_choice, check_key, positive_int
+from jaxopt_lab._validation import check_choice, check_count, check_key, check_tolerance
 from jaxopt_lab.curvature._lanczos import WHICH, check_k, default_max_matvecs, lanczos
 from jaxopt_lab.curvature._operator import HessianOperator, as_operator
 
@@ -30,17 +30,6 @@ class Eigen(NamedTuple):
     residuals: jax.Array  # (n,) ||H u - lambda u||, an upper bound on each value's error
     converged: jax.Array  # (n,) bool: residual <= tol * max |lambda| (never an exception)
     num_matvecs: jax.Array  # int32 scalar: Hessian-vector products used
-
-
-def _check_tol(name: str, tol: Any) -> None:
-    if (
-        isinstance(tol, bool | str)
-        or not np.isscalar(tol)
-        or not np.isreal(tol)
-        or not np.isfinite(tol)
-        or tol <= 0
-    ):
-        raise ValueError(f"`{name}` must be a finite number > 0, got {tol!r}; e.g. 1e-4.")
 
 
 @functools.partial(jax.jit, static_argnames=("k", "which", "max_steps", "min_steps", "check_every"))
@@ -126,16 +115,19 @@ def eigenvalues(
       ([10.0, 9.0, 2.0, 1.0], True)
     """
     check_choice("which", which, WHICH)
-    _check_tol("tol", tol)
-    positive_int("check_every", check_every)
+    check_tolerance("tol", tol)
+    check_every = check_count(check_every, "check_every", fix="E.g. check_every=5.")
+    k = check_count(k, "k", fix="E.g. k=1 for the extreme eigenvalue.")
+    if max_matvecs is not None:
+        max_matvecs = check_count(max_matvecs, "max_matvecs", fix="E.g. max_matvecs=100.")
     op = as_operator(loss_fn_or_op, params, data, batch_size)
     dim = op.size
     nwanted = check_k(k, which, dim)
     if max_matvecs is None:
         max_matvecs = default_max_matvecs(dim, nwanted)
-    if not isinstance(max_matvecs, int) or max_matvecs < nwanted:
+    if max_matvecs < nwanted:
         raise ValueError(
-            f"`max_matvecs` must be an int >= the {nwanted} eigenvalues asked for, got "
+            f"`max_matvecs` must be >= the {nwanted} eigenvalues asked for, got "
             f"{max_matvecs!r}. Pass e.g. {default_max_matvecs(dim, nwanted)}."
         )
     max_steps = min(max_matvecs, dim)
@@ -271,8 +263,9 @@ def power_iteration(
     Returns:
       :class:`Eigen` with values in the order found (not sorted).
     """
-    _check_tol("tol", tol)
-    positive_int("max_iters", max_iters)
+    check_tolerance("tol", tol)
+    max_iters = check_count(max_iters, "max_iters", fix="E.g. max_iters=100.")
+    k = check_count(k, "k", fix="E.g. k=1 for the top eigenvalue.")
     op = as_operator(loss_fn_or_op, params, data, batch_size)
     check_k(k, "largest", op.size)
     check_key(key, fix=" (or None)")

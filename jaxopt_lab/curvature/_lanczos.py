@@ -27,7 +27,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from jaxopt_lab._validation import check_count
 
 WHICH = ("largest", "smallest", "both")
 
@@ -94,8 +95,8 @@ def _step(matvec, spare: jax.Array, max_steps: int, state: _State) -> _State:
 
 def _wanted(steps: jax.Array, k: int, which: str) -> jax.Array:
     """Indices into the ascending Ritz values of the wanted ones, in output order."""
-    top = steps - 1 - jnp.arange(k)  # descending
-    bottom = jnp.arange(k)  # ascending
+    top = steps - 1 - jnp.arange(k, dtype=steps.dtype)  # descending
+    bottom = jnp.arange(k, dtype=steps.dtype)  # ascending
     if which == "largest":
         return top
     if which == "smallest":
@@ -109,7 +110,7 @@ def tridiagonal(alpha: jax.Array, beta: jax.Array, steps: jax.Array):
     The padding diagonal lies above T's Gershgorin bound, so the first ``steps`` ascending
     eigenvalues of the padded matrix are exactly those of the block.
     """
-    idx = jnp.arange(alpha.shape[0])
+    idx = jnp.arange(alpha.shape[0], dtype=steps.dtype)  # int32 like steps (also under x64)
     active = idx < steps
     off = jnp.where(idx[:-1] < steps - 1, beta[:-1], 0.0)
     radius = jnp.abs(alpha) + jnp.pad(jnp.abs(off), (0, 1)) + jnp.pad(jnp.abs(off), (1, 0))
@@ -238,8 +239,7 @@ def default_max_matvecs(dim: int, nwanted: int) -> int:
 
 def check_k(k: int, which: str, dim: int) -> int:
     """Validates ``k`` against ``which`` and the dimension; returns the number of wanted values."""
-    if not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"`k` must be a positive int, got {k!r}.")
+    k = check_count(k, "k", fix="E.g. k=1 for the extreme eigenvalue.")
     nwanted = 2 * k if which == "both" else k
     if nwanted > dim:
         raise ValueError(

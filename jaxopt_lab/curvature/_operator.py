@@ -27,7 +27,8 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from jaxopt_lab._types import Params
-from jaxopt_lab._validation import leading_axis
+from jaxopt_lab._validation import check_count, leading_axis
+from jaxopt_lab.curvature._budget import check_dense_budget
 
 _AXIS = "data"
 
@@ -237,8 +238,6 @@ class HessianOperator:
         :data:`jaxopt_lab.curvature.DENSE_MAX_BYTES`). Symmetrised as
         :math:`(H + H^\\top)/2`.
         """
-        from jaxopt_lab.curvature._dense import check_dense_budget
-
         check_dense_budget(self.size, self.dtype, max_bytes)
         return _dense_jit(self, min(chunk, self.size))
 
@@ -314,16 +313,12 @@ def hvp_operator(
       >>> [round(float(t), 4) for t in op.matvec(jnp.ones(3))]  # H = 2 X^T X / N
       [0.6667, 0.6667, 0.6667]
     """
-    if batch_size is not None and (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int | np.integer)
-        or batch_size < 1
-    ):
-        raise ValueError(
-            f"`batch_size` must be a positive int or None, got {batch_size!r}. "
-            "Pass e.g. 256, or None to use the whole dataset at once."
+    if batch_size is not None:
+        batch_size = check_count(
+            batch_size,
+            "batch_size",
+            fix="Pass e.g. 256, or None to use the whole dataset at once.",
         )
-    batch_size = None if batch_size is None else int(batch_size)
     if data is not None:
         n = num_examples(data)
     loss, pure_params, extra = functional_loss(loss_fn, params)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab._types import Params, ScalarOrSchedule
-from jaxopt_lab._validation import check_learning_rate, positive_int
+from jaxopt_lab._validation import check_count, check_learning_rate, check_tolerance
 from jaxopt_lab.curvature._eigen import eigenvalues
 from jaxopt_lab.curvature._operator import hvp_operator, num_examples
 
@@ -128,15 +128,18 @@ def sharpness_callback(
     """
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable, got {loss_fn!r}.")
-    positive_int("every", every, "E.g. every=100.")
+    every = check_count(every, "every", fix="E.g. every=100.")
     if learning_rate is not None:
         check_learning_rate("learning_rate", learning_rate)
     if data is not None:
         num_examples(data)
-    if max_matvecs is not None and (not isinstance(max_matvecs, int) or max_matvecs < 1):
-        raise ValueError(f"`max_matvecs` must be a positive int or None, got {max_matvecs!r}.")
-    if not tol > 0:
-        raise ValueError(f"`tol` must be > 0, got {tol!r}; e.g. 1e-3.")
+    if max_matvecs is not None:
+        max_matvecs = check_count(
+            max_matvecs, "max_matvecs", fix="E.g. max_matvecs=30, or None for the default."
+        )
+    if batch_size is not None:
+        batch_size = check_count(batch_size, "batch_size", fix="E.g. 256, or None for all at once.")
+    check_tolerance("tol", tol, "1e-3")
     return SharpnessCallback(
         loss_fn=loss_fn,
         data=data,

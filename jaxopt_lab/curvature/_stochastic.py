@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from matfree import stochtrace
 
-from jaxopt_lab._validation import check_key, positive_int
+from jaxopt_lab._validation import check_count, check_key
 from jaxopt_lab.curvature._lanczos import fixed_depth
 from jaxopt_lab.curvature._operator import HessianOperator, as_operator
 
@@ -91,10 +91,10 @@ def trace(
       :class:`TraceEstimate` ``(estimate, standard_error)``; standard error =
       sample standard deviation / :math:`\sqrt{P}`.
     """
-    positive_int("num_probes", num_probes)
-    positive_int("probe_batch", probe_batch)
-    if num_probes < 2:
-        raise ValueError(f"`num_probes` must be >= 2 for a standard error, got {num_probes}.")
+    num_probes = check_count(
+        num_probes, "num_probes", minimum=2, fix="Two or more give a standard error; e.g. 100."
+    )
+    probe_batch = check_count(probe_batch, "probe_batch", fix="E.g. probe_batch=10.")
     op = as_operator(loss_fn_or_op, params, data, batch_size)
     check_key(key, fix=" (or None)")
     key = jax.random.key(0) if key is None else key
@@ -145,8 +145,8 @@ def density(
     Returns:
       :class:`SpectralDensity` ``(nodes, weights)``; ``.smooth(grid, sigma)`` for plotting.
     """
-    positive_int("num_probes", num_probes)
-    positive_int("num_nodes", num_nodes)
+    num_probes = check_count(num_probes, "num_probes", fix="E.g. num_probes=10.")
+    num_nodes = check_count(num_nodes, "num_nodes", fix="E.g. num_nodes=64 (at most D).")
     op = as_operator(loss_fn_or_op, params, data, batch_size)
     if num_nodes > op.size:
         raise ValueError(

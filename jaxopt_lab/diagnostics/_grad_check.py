@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_lab._types import Params
-from jaxopt_lab._validation import check_key, positive_int
+from jaxopt_lab._validation import check_count, check_key, check_tolerance
 
 
 class LeafCheck(NamedTuple):
@@ -124,7 +124,8 @@ def check_grad(
       ``failed`` (the names of the wrong leaves); ``print`` it for a table.
 
     Raises:
-      ValueError: for bad arguments, or when ``throw=True`` and a leaf fails.
+      TypeError: for an argument of the wrong type (e.g. ``rtol="1e-2"``).
+      ValueError: for an argument out of range, or when ``throw=True`` and a leaf fails.
 
     Example:
       >>> import jax.numpy as jnp
@@ -134,13 +135,14 @@ def check_grad(
       >>> result.passed
       True
     """
-    positive_int("num_directions", num_directions)
-    if not isinstance(max_coordinates, int) or max_coordinates < 0:
-        raise ValueError(f"`max_coordinates` must be an int >= 0, got {max_coordinates!r}.")
-    if eps is not None and not eps > 0:
-        raise ValueError(f"`eps` must be > 0, got {eps!r}; e.g. 1e-3 in float32.")
-    if rtol is not None and not rtol > 0:
-        raise ValueError(f"`rtol` must be > 0, got {rtol!r}; e.g. 1e-2 in float32.")
+    num_directions = check_count(num_directions, "num_directions", fix="E.g. num_directions=4.")
+    max_coordinates = check_count(
+        max_coordinates, "max_coordinates", minimum=0, fix="E.g. 64, or 0 for none."
+    )
+    if eps is not None:
+        check_tolerance("eps", eps, "1e-3 in float32")
+    if rtol is not None:
+        check_tolerance("rtol", rtol, "1e-2 in float32")
     check_key(key, fix=" (or None)")
     key = jax.random.key(0) if key is None else key
     grad_fn = jax.grad(f) if grad_fn is None else grad_fn

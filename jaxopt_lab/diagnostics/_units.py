@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxopt_lab._validation import check_unit_interval
+
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
 
 _REF = "lecture 000 (000_d710887e2ef8e555.txt)"
@@ -282,8 +284,9 @@ def symmetric_units(weights: Sequence[Any], *, rtol: float = 1e-4) -> Symmetry:
       >>> sym.layers[0].groups
       ((0, 1, 2),)
     """
-    if isinstance(rtol, bool | str) or not np.isscalar(rtol) or not 0 <= rtol < 1:
-        raise ValueError(f"`rtol` must be a number in [0, 1), got {rtol!r}; e.g. 1e-4.")
+    check_unit_interval(
+        "rtol", rtol, "1e-4", "Pass a small relative tolerance, e.g. 1e-4 (0: exactly equal)."
+    )
     if len(weights) < 2:
         raise ValueError(
             f"`weights` needs at least two layers (a hidden layer between them), got "

@@ -121,6 +121,8 @@ def sweep(
       A :class:`SweepResult`.
 
     Raises:
+      TypeError: naming the argument, for one of the wrong type (e.g. ``steps="4"``,
+        ``max_parallel=2.0``; NumPy integers are counts like Python ones).
       ValueError: naming the argument: an empty grid, a grid key ``make_optimizer``
         does not read, arrays with different leading axes, ``batch_size`` larger than
         the data, ``steps <= 0``, ...
@@ -160,6 +162,7 @@ def sweep(
     if eval_data is not None:
         checks.leading_axis("eval_data", eval_data)
         checks.check_like("eval_data", eval_data, data, "data")
+    monitor_size = checks.check_monitor_size(monitor_size)
     checks.check_function("make_optimizer", make_optimizer)
     directory = None if checkpoint_dir is None else ckpt.check_directory(checkpoint_dir)
     keys = {int(s): _grid.seed_keys(int(s)) for s in seed_list}
@@ -330,7 +333,9 @@ class _Layout(NamedTuple):
         explicit = max_parallel is not None
         if not explicit:
             max_parallel = math.ceil(num_runs / len(devices))
-        max_parallel = checks.positive_int("max_parallel", max_parallel)
+        max_parallel = checks.check_count(
+            max_parallel, "max_parallel", fix="Pass e.g. 8, or None to train every run at once."
+        )
         num_chunks = math.ceil(num_runs / max_parallel)
         per_chunk = math.ceil(num_runs / num_chunks)
         # Padding a chunk to a shared width lets grids of nearby sizes share one program;

@@ -154,7 +154,10 @@ def train(
       A :class:`TrainResult` ``(params, opt_state, history, state, model)``.
 
     Raises:
-      ValueError: for bad arguments, naming the argument.
+      TypeError: for an argument of the wrong type (e.g. ``steps=4.0`` or a
+        ``loss_fn`` that does not return a real scalar), naming the argument.
+      ValueError: for an argument out of range (e.g. ``steps=0``, ``batch_size``
+        larger than the data), naming the argument.
       DivergedError: with ``throw=True``, when the run diverged.
 
     Example:
@@ -199,8 +202,11 @@ def train(
         checks.leading_axis("eval_data", eval_data)
         checks.check_like("eval_data", eval_data, data, "data")
     checks.check_key(key)
+    monitor_size = checks.check_monitor_size(monitor_size)
     if checkpoint_every is not None:
-        checks.positive_int("checkpoint_every", checkpoint_every)
+        checkpoint_every = checks.check_count(
+            checkpoint_every, "checkpoint_every", fix="E.g. checkpoint_every=1000."
+        )
     directory = None if checkpoint_dir is None else ckpt.check_directory(checkpoint_dir)
     if spec.batch_size is not None and key is None:
         raise ValueError("`key` is needed to draw minibatches; pass e.g. jax.random.key(0).")

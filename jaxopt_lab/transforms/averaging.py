@@ -25,7 +25,7 @@ class PolyakAveragingState(NamedTuple):
 
 
 def polyak_averaging(
-    kind: Literal["uniform", "ema"] = "uniform", decay: jax.typing.ArrayLike | None = None
+    *, kind: Literal["uniform", "ema"] = "uniform", decay: jax.typing.ArrayLike | None = None
 ) -> optax.GradientTransformationExtraArgs:
     r"""Keeps an average of the iterates; place it last in a chain.
 
@@ -43,7 +43,7 @@ def polyak_averaging(
     update, and it needs ``params`` in ``update`` (``nnx.Optimizer`` passes them).
 
     Args:
-      kind: ``"uniform"`` or ``"ema"``. Static.
+      kind: ``"uniform"`` or ``"ema"``. Static; keyword-only, like ``decay``.
       decay: :math:`\alpha \in [0, 1)` for ``kind="ema"`` (required there; unused for
         ``"uniform"``). Checked when concrete; traced values are not.
 
@@ -52,7 +52,7 @@ def polyak_averaging(
 
     Example:
       >>> import jax.numpy as jnp, optax, jaxopt_lab as jol
-      >>> tx = optax.chain(jol.sgd(0.1), jol.polyak_averaging("uniform"))
+      >>> tx = optax.chain(jol.sgd(0.1), jol.polyak_averaging(kind="uniform"))
       >>> params = jnp.array([1.0]); state = tx.init(params)
       >>> for _ in range(2):
       ...     u, state = tx.update(2 * params, state, params)

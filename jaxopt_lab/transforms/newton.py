@@ -9,6 +9,8 @@ curvature are descended rather than climbed and saddles repel.
 
 The Hessian comes from the loss, passed to ``update`` as the extra argument ``value_fn``
 (as for optax's line searches): ``tx.update(grads, state, params, value_fn=loss)``.
+The named optimizer :func:`jaxopt_lab.newton` (in :mod:`jaxopt_lab.optimizers`) chains
+:func:`scale_by_newton` with a learning rate.
 """
 
 from __future__ import annotations
@@ -18,14 +20,9 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_lab._types import ScalarOrSchedule
-from jaxopt_lab._validation import check_bool, check_choice, check_nonnegative, positive_int
+from jaxopt_lab._validation import check_bool, check_choice, check_count, check_nonnegative
 from jaxopt_lab.curvature._lanczos import fixed_depth
-from jaxopt_lab.transforms._common import (
-    check_float_params,
-    check_update_args,
-    scale_by_learning_rate,
-)
+from jaxopt_lab.transforms._common import check_float_params, check_update_args
 
 _METHODS = ("auto", "dense", "cg")
 
@@ -86,13 +83,12 @@ def scale_by_newton(
     check_nonnegative("damping", damping, "1e-3")
     check_bool("saddle_free", saddle_free)
     check_choice("method", method, _METHODS)
-    check_nonnegative("cg_tol", cg_tol, "1e-5")
-    for name, value in (
-        ("max_dense", max_dense),
-        ("cg_maxiter", cg_maxiter),
-        ("krylov_depth", krylov_depth),
-    ):
-        positive_int(name, value)
+    check_nonnegative(
+        "cg_tol", cg_tol, "1e-5", "Pass e.g. 1e-5 (0 runs all `cg_maxiter` iterations)."
+    )
+    max_dense = check_count(max_dense, "max_dense", fix="E.g. max_dense=1000.")
+    cg_maxiter = check_count(cg_maxiter, "cg_maxiter", fix="E.g. cg_maxiter=100.")
+    krylov_depth = check_count(krylov_depth, "krylov_depth", fix="E.g. krylov_depth=50.")
 
     def init_fn(params):
         check_float_params(params)
@@ -134,43 +130,3 @@ def scale_by_newton(
         return updates, state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def newton(
-    learning_rate: ScalarOrSchedule = 1.0,
-    damping: jax.typing.ArrayLike = 0.0,
-    saddle_free: bool = False,
-    **kwargs,
-) -> optax.GradientTransformationExtraArgs:
-    r"""Newton's method, :math:`\theta \leftarrow \theta - \alpha (H + \delta I)^{-1}\nabla L`.
-
-    Lecture 004: :math:`x' = x - H(x)^{-1}\nabla_x f(x)`.
-
-    ``chain(scale_by_newton(damping, saddle_free=...), scale_by_learning_rate(lr))``; with
-    ``saddle_free=True`` the Hessian is replaced by :math:`|H|`, so saddles repel (lecture
-    003: plain Newton is attracted to them). Pass the loss to every update:
-    ``tx.update(grads, state, params, value_fn=loss_fn)``.
-
-    Args:
-      learning_rate: :math:`\alpha`, a scalar or schedule (1.0 is the pure Newton step).
-      damping: :math:`\delta \ge 0`.
-      saddle_free: use :math:`|H|`.
-      **kwargs: ``method``, ``max_dense``, ``cg_tol``, ``cg_maxiter``, ``krylov_depth`` of
-        :func:`scale_by_newton`.
-
-    Returns:
-      An ``optax.GradientTransformationExtraArgs``.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, optax
-      >>> import jaxopt_lab as jol
-      >>> loss = lambda w: 0.5 * w @ jnp.diag(jnp.array([1.0, 100.0])) @ w - w.sum()
-      >>> w = jnp.zeros(2); tx = jol.newton()
-      >>> u, _ = tx.update(jax.grad(loss)(w), tx.init(w), w, value_fn=loss)
-      >>> optax.apply_updates(w, u).tolist()  # the minimiser A^{-1} b in one step
-      [1.0, 0.009999999776482582]
-    """
-    return optax.chain(
-        scale_by_newton(damping, saddle_free=saddle_free, **kwargs),
-        scale_by_learning_rate(learning_rate),
-    )
