@@ -9,6 +9,7 @@ from jaxopt_lab import datasets as datasets
 from jaxopt_lab import landscapes as landscapes
 from jaxopt_lab import schedules as schedules
 from jaxopt_lab._errors import DivergedError as DivergedError
+from jaxopt_lab._loop import Callback as Callback
 from jaxopt_lab.optimizers import adadelta as adadelta
 from jaxopt_lab.optimizers import adagrad as adagrad
 from jaxopt_lab.optimizers import adam as adam
@@ -21,6 +22,7 @@ from jaxopt_lab.optimizers import rmsprop as rmsprop
 from jaxopt_lab.optimizers import sgd as sgd
 from jaxopt_lab.optimizers import sign_sgd as sign_sgd
 from jaxopt_lab.sweep import SweepResult as SweepResult
+from jaxopt_lab.sweep import seed_keys as seed_keys
 from jaxopt_lab.sweep import sweep as sweep
 from jaxopt_lab.train import TrainResult as TrainResult
 from jaxopt_lab.train import train as train
@@ -47,6 +49,7 @@ from jaxopt_lab import diagnostics as diagnostics  # issue 5
 from jaxopt_lab import plot as plot  # issue 5
 
 __all__ = [
+    "Callback",
     "DivergedError",
     "SweepResult",
     "TrainResult",
@@ -78,6 +81,7 @@ __all__ = [
     "scale_by_sign",
     "scale_by_trace",
     "schedules",
+    "seed_keys",
     "sgd",
     "sign_sgd",
     "sweep",

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 KINDS = ("minimum", "maximum", "saddle", "degenerate")
 
@@ -268,3 +270,80 @@ def get(name: str) -> Landscape:
     if name not in REGISTRY:
         raise ValueError(f"`name` must be one of {sorted(REGISTRY)}, got {name!r}.")
     return REGISTRY[name]()
+
+
+class Minimized(NamedTuple):
+    """The outcome of :func:`minimize`: every iterate and its loss, the start first."""
+
+    path: np.ndarray  # (steps + 1, dim) iterates; path[0] is the start
+    losses: np.ndarray  # (steps + 1,) loss at each iterate
+
+
+def minimize(
+    optimizer: optax.GradientTransformation,
+    landscape: Landscape | str,
+    steps: int,
+    *,
+    start: Sequence[float] | None = None,
+) -> Minimized:
+    """Runs ``optimizer`` on ``landscape`` for ``steps`` updates from its start.
+
+    One compiled ``lax.scan`` in float32; a run that overflows keeps going with
+    non-finite values (see ``losses``), it never raises.
+
+    Args:
+      optimizer: any optax gradient transformation (``jol.adam(0.1)``, ``optax.sgd(...)``).
+      landscape: a :class:`Landscape` or its name in :data:`REGISTRY`.
+      steps: the number of updates, >= 0.
+      start: the first iterate (default: ``landscape.start``).
+
+    Returns:
+      ``Minimized(path, losses)``: ``path`` of shape ``(steps + 1, dim)`` and ``losses``
+      of shape ``(steps + 1,)``, the start first.
+
+    Example:
+      >>> import jaxopt_lab as jol
+      >>> path, losses = jol.landscapes.minimize(jol.sgd(0.45), "lecture_quadratic", 100)
+      >>> path.shape, bool(losses[-1] < 1e-6)
+      ((101, 2), True)
+    """
+    from jaxopt_lab import _validation
+
+    if isinstance(landscape, str):
+        landscape = get(landscape)
+    if not isinstance(landscape, Landscape):
+        raise TypeError(
+            f"`landscape` must be a jol.landscapes.Landscape or one of {sorted(REGISTRY)}, "
+            f"got {type(landscape).__name__}."
+        )
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise TypeError(
+            "`optimizer` must be an optax.GradientTransformation (e.g. jol.adam(0.1)), "
+            f"got {type(optimizer).__name__}."
+        )
+    steps = _validation.check_count(steps, "steps", minimum=0)
+    w0 = jnp.asarray(landscape.start if start is None else start, jnp.float32)
+    if w0.shape != (landscape.dim,):
+        raise ValueError(
+            f"`start` must have {landscape.dim} coordinates for {landscape.name}, got "
+            f"shape {w0.shape}; e.g. start={list(landscape.start)}."
+        )
+    path, losses = _minimize(optimizer, landscape.fn, steps, w0)
+    return Minimized(np.asarray(path), np.asarray(losses))
+
+
+def _minimize(optimizer: Any, fn: Callable, steps: int, w0: jax.Array):
+    value_and_grad = jax.value_and_grad(fn)
+
+    def body(carry, _):
+        w, state = carry
+        loss, g = value_and_grad(w)
+        u, state = optimizer.update(g, state, w)
+        return (optax.apply_updates(w, u), state), (w, loss)
+
+    @jax.jit
+    def go(w0):
+        (w, _), (ws, losses) = jax.lax.scan(body, (w0, optimizer.init(w0)), None, length=steps)
+        return jnp.concatenate([ws, w[None]]), jnp.append(losses, fn(w))
+
+    return go(w0)

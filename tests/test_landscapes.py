@@ -89,3 +89,36 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="`name`"):
         ls.get("nope")
     assert ls.get("saddle").name == "saddle"
+
+
+def test_minimize_runs_an_optimizer_from_the_start():
+    # gradient descent at a = 0.45 < 2/4 on the lecture quadratic: the loss falls below
+    # 1e-6 at step 73 (the race's table says the same)
+    path, losses = ls.minimize(jol.sgd(0.45), "lecture_quadratic", 100)
+    assert path.shape == (101, 2) and losses.shape == (101,)
+    np.testing.assert_array_equal(path[0], ls.lecture_quadratic().start)
+    assert int(np.argmax(losses < 1e-6)) == 73
+    # the same as stepping by hand
+    land = ls.rosenbrock()
+    tx = jol.adam(0.02)
+    w = jnp.asarray(land.start, jnp.float32)
+    state = tx.init(w)
+    for _ in range(5):
+        u, state = tx.update(jax.grad(land.fn)(w), state, w)
+        w = optax.apply_updates(w, u)
+    got = ls.minimize(tx, land, 5, start=land.start)
+    np.testing.assert_allclose(got.path[-1], w, rtol=1e-6)
+    np.testing.assert_allclose(got.losses[-1], land.fn(w), rtol=1e-6)
+
+
+def test_minimize_keeps_going_past_overflow_and_refuses_bad_input():
+    _, losses = ls.minimize(jol.sgd(10.0), "lecture_quadratic", 200)
+    assert not np.isfinite(losses[-1])  # diverged: flagged by its values, no exception
+    with pytest.raises(ValueError, match="`name` must be one of"):
+        ls.minimize(jol.sgd(0.1), "moon", 10)
+    with pytest.raises(TypeError, match="`optimizer` must be an optax"):
+        ls.minimize(lambda g: g, "rosenbrock", 10)
+    with pytest.raises(ValueError, match="`start` must have 2 coordinates"):
+        ls.minimize(jol.sgd(0.1), "rosenbrock", 10, start=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="steps"):
+        ls.minimize(jol.sgd(0.1), "rosenbrock", -1)

@@ -340,3 +340,53 @@ def test_numpy_integers_are_counts():
         max_parallel=np.int64(2),
     )
     np.testing.assert_array_equal(numpy.curves["train_loss"], plain.curves["train_loss"])
+
+
+def _result(final_val, diverged):
+    """A sweep of 3 learning rates x 2 seeds with the given final losses and flags."""
+    lrs = np.repeat(np.array([0.3, 0.1, 0.03], np.float32), 2)
+    curves = {
+        "train_loss": np.stack([np.full(3, 9.0), np.full(3, 8.0)], 1).reshape(-1, 1)
+        * np.ones((6, 2)),
+        "val_loss": np.asarray(final_val, np.float64)[:, None] * np.ones((1, 2)),
+        "diverged": np.asarray(diverged, bool)[:, None] * np.ones((1, 2), bool),
+    }
+    return jol.SweepResult(
+        hparams={"learning_rate": lrs},
+        seeds=np.tile([0, 1], 3),
+        steps=np.array([0, 10]),
+        curves=curves,
+        params=None,
+        num_devices=1,
+    )
+
+
+def test_best_setting_over_seeds_skips_a_setting_with_a_diverged_seed():
+    # lr 0.3: one seed diverged (its other seed has the lowest loss of all): never chosen
+    val = [0.05, 9.0, 0.2, 0.4, 0.25, 0.26]
+    result = _result(val, [False, True, False, False, False, False])
+    best = result.best_setting()
+    assert best["learning_rate"] == 0.03 and type(best["learning_rate"]) is float  # not 0.0299..
+    assert best["final_val_loss"] == pytest.approx(0.255)
+    assert best["final_val_loss_std"] == pytest.approx(0.005)
+    assert best["runs"] == [4, 5] and best["num_seeds"] == 2
+    # the worst seed: lr 0.03 (0.26) beats lr 0.1 (0.4)
+    assert result.best_setting(reduce="max")["learning_rate"] == 0.03
+    # median of two seeds is their mean; without the divergence lr 0.3 would win
+    assert _result(val[:1] + [0.1] + val[2:], [False] * 6).best_setting()["learning_rate"] == 0.3
+    assert result.best_setting("final_train_loss")["learning_rate"] == 0.1  # 8 < 9
+    with pytest.raises(ValueError, match="`metric` must be one of"):
+        result.best_setting("accuracy")
+    with pytest.raises(ValueError, match="reduce"):
+        result.best_setting(reduce="min")
+    with pytest.raises(ValueError, match="every setting of the sweep has a diverged seed"):
+        _result(val, [True, False, True, False, False, True]).best_setting()
+
+
+def test_seed_keys_and_callback_from_the_top_level():
+    # `import jaxopt_lab.sweep as m` would give the function jol.sweep, which hides the
+    # subpackage: the top level is where users find these
+    sweep_package = importlib.import_module("jaxopt_lab.sweep")
+    train_package = importlib.import_module("jaxopt_lab.train")
+    assert jol.seed_keys is sweep_package.seed_keys and jol.Callback is train_package.Callback
+    assert {"seed_keys", "Callback"} <= set(jol.__all__)

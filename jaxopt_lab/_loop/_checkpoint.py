@@ -115,7 +115,7 @@ def check_directory(directory: Any) -> pathlib.Path:
     """
     if not isinstance(directory, str | os.PathLike):
         raise TypeError(f"`checkpoint_dir` must be a path (str or os.PathLike), got {directory!r}.")
-    path = pathlib.Path(directory)
+    path = pathlib.Path(directory).expanduser().absolute()  # orbax writes absolute paths only
     if path.exists() and not path.is_dir():
         raise ValueError(
             f"`checkpoint_dir` {str(path)!r} is a file, not a directory; pass a directory "
@@ -287,6 +287,31 @@ class Directory:
         if known:
             self._write_meta()
         shutil.rmtree(self.path / name, ignore_errors=True)
+
+
+def read_newest(directory: Any, prefix: str) -> tuple[str, dict[str, np.ndarray]] | None:
+    """The newest recorded item named ``prefix...`` of ``directory`` and its arrays, read
+    without the lock and without changing anything; None when there is none.
+
+    Raises:
+      ValueError: the metadata cannot be read, or the item is missing or altered (its
+        files or arrays differ from the checksums in ``meta.json``).
+    """
+    path = pathlib.Path(directory).expanduser().absolute()
+    meta = _read_meta(path)
+    if not isinstance(meta, dict):
+        raise ValueError(f"{META} in {str(path)!r} {meta or 'is missing'}")
+    names = sorted(n for n in meta.get("items", {}) if n.startswith(prefix))
+    if not names:
+        return None
+    name, record = names[-1], meta["items"][names[-1]]
+    target = path / name
+    if not target.is_dir() or _file_hashes(target) != record["files"]:
+        raise ValueError(f"checkpoint item {str(target)!r} is missing or has altered files")
+    arrays = {k: np.asarray(v) for k, v in _checkpointer().restore(target).items()}
+    if content_hash(arrays) != record["arrays"]:
+        raise ValueError(f"checkpoint item {str(target)!r} does not match its checksum")
+    return name, arrays
 
 
 def recorded_items(directory: Any) -> int:

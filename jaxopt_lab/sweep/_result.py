@@ -109,6 +109,62 @@ class SweepResult(NamedTuple):
         run = int(np.argmin(values))
         return {"run": run, **{k: v[run].item() for k, v in table.items()}}
 
+    def best_setting(self, metric: str | None = None, reduce: str = "mean") -> dict[str, Any]:
+        """The hyperparameter setting with the lowest ``metric`` reduced over its seeds.
+
+        A setting with any diverged seed (or a NaN ``metric``) is never chosen: its mean
+        would hide the seed that blew up.
+
+        Args:
+          metric: a loss column of :meth:`table`; default ``final_val_loss`` with
+            validation data, else ``final_train_loss``.
+          reduce: over seeds: ``"mean"``, ``"median"`` or ``"max"`` (the worst seed).
+
+        Returns:
+          ``{hyperparameter: value (a Python number, float32 values by their shortest
+          repr: 0.1, not 0.10000000149), ..., metric: reduced value, metric + "_std": spread
+          over seeds (population std), "num_seeds": n, "runs": [run indices]}``.
+
+        Raises:
+          ValueError: an unknown ``metric`` or ``reduce``, or every setting has a
+          diverged seed.
+        """
+        from jaxopt_lab import _validation
+
+        table = self.table()
+        metric = metric or ("final_val_loss" if "final_val_loss" in table else "final_train_loss")
+        losses = [k for k in table if k.endswith("_loss")]
+        if metric not in losses:
+            raise ValueError(f"`metric` must be one of {losses}, got {metric!r}.")
+        _validation.check_choice("reduce", reduce, ("mean", "median", "max"))
+        keys = list(self.hparams)
+        groups: dict[tuple, list[int]] = {}
+        for run in range(self.num_runs):
+            groups.setdefault(tuple(_plain(self.hparams[k][run]) for k in keys), []).append(run)
+        values = np.asarray(table[metric], np.float64)
+        best, best_value = None, np.inf
+        for setting, runs in groups.items():
+            v = values[runs]
+            if self.diverged[runs].any() or not np.isfinite(v).all():
+                continue
+            r = {"mean": np.mean, "median": np.median, "max": np.max}[reduce](v)
+            if r < best_value:
+                best, best_value = (setting, runs), r
+        if best is None:
+            raise ValueError(
+                "every setting of the sweep has a diverged seed; lower the learning rates "
+                "in the grid."
+            )
+        setting, runs = best
+        v = values[runs]
+        return {
+            **dict(zip(keys, setting, strict=True)),
+            metric: float(best_value),
+            metric + "_std": float(v.std()),
+            "num_seeds": len(runs),
+            "runs": list(runs),
+        }
+
     def aggregate(self) -> dict[str, np.ndarray]:
         """Mean and standard deviation over seeds, one row per hyperparameter combination.
 
@@ -161,3 +217,8 @@ def _fmt(x: Any) -> str:
     if isinstance(x, np.integer | int):
         return str(int(x))
     return f"{float(x):.4g}"
+
+
+def _plain(x: np.generic) -> Any:
+    """A NumPy scalar as a Python number; a float by its shortest repr in its own dtype."""
+    return float(str(x)) if isinstance(x, np.floating) else x.item()
