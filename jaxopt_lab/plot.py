@@ -1,7 +1,9 @@
-r"""Figures. Every function returns a ``matplotlib.figure.Figure`` and never calls ``show``.
+r"""Figures a person reads at a glance.
 
 - :func:`trajectories`, :func:`trajectory_panels`: optimizers on the contours of a 2-D
   landscape (the lectures' SGD vs momentum vs Adam pictures).
+- :func:`race_panels`: the optimizer race as small multiples, one panel per optimizer
+  family on the same contours, each path coloured by step.
 - :func:`training_curves`: loss on a log scale, validation loss, learning rate
   (lecture 002, ``002_f85d30b52f182d0b.txt``: reading training curves).
 - :func:`sweep_results`: final or best loss against the learning rate, one line per
@@ -11,24 +13,187 @@ r"""Figures. Every function returns a ``matplotlib.figure.Figure`` and never cal
 - :func:`sharpness`: :math:`\lambda_{\max}` against :math:`2/\alpha` during training
   (lecture 000, ``000_d710887e2ef8e555.txt``: gradient descent is stable for
   :math:`\alpha < 2/\lambda_{\max}`).
+- :func:`subplots`: an empty figure made the same way, to compose panels of your own.
+- :func:`save`: a sharp PNG (:data:`DPI`), the figure closed if pyplot holds it.
 
-Figures are made with ``matplotlib.figure.Figure`` directly (no pyplot state); save
-them with ``fig.savefig(path)``, or display them in a notebook.
+**Return convention.** Every plot function returns a :class:`Plot`, a named tuple
+``(fig, axes)``: ``fig`` is the ``matplotlib.figure.Figure``; ``axes`` is a single
+``Axes`` when the figure has one panel, otherwise a one-dimensional NumPy array of its
+panels in reading order (row by row; colorbars are not panels). A function given
+``ax=`` draws there and returns ``(ax.figure, ax)``. Nothing calls ``show``::
+
+    fig, ax = jol.plot.sharpness(history)
+    fig, (loss_ax, lr_ax) = jol.plot.training_curves(history)
+    fig, axes = jol.plot.race_panels(landscape, paths, groups=groups)  # axes.shape (n,)
+
+**Notebooks and scripts.** Under IPython (Jupyter) with a displaying backend (the
+default inline one, or a GUI one), figures are made through ``matplotlib.pyplot``, so
+the backend shows every figure made in a cell at its end (with any changes the cell made
+to it) and closes it; no ``%matplotlib inline`` is needed. A :class:`Plot` on a cell's
+last line then shows nothing more (a bare ``fig`` there would be shown twice, as with any
+pyplot figure); a :class:`Plot` whose figure pyplot does not hold (a non-interactive
+backend such as ``Agg``, or a figure already shown or saved) displays itself as a PNG.
+Everywhere else (scripts, the ``jaxopt-lab`` command, tests) figures are plain
+``Figure`` objects that pyplot never sees, so nothing accumulates: drop them, or
+:func:`save` them.
 """
 
 from __future__ import annotations
 
 import functools
+import io
+import math
+import os
+import struct
+import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.collections import LineCollection
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from jaxopt_lab.landscapes import Landscape
+
+DPI = 150
+"""Dots per inch of :func:`save` and of a :class:`Plot`'s PNG display: sharp on screens
+and in documents (a 6 x 5 inch figure is about 900 x 750 pixels)."""
+
+# Backends that only write files: under IPython, figures are kept away from pyplot there.
+_FILE_BACKENDS = frozenset({"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"})
+
+
+def _in_ipython() -> bool:
+    ipython = sys.modules.get("IPython")  # never imported here: only if already running
+    return ipython is not None and getattr(ipython, "get_ipython", lambda: None)() is not None
+
+
+def _pyplot_displays() -> bool:
+    """True under IPython with a backend that shows pyplot figures (inline or a GUI)."""
+    if not _in_ipython():
+        return False
+    import matplotlib.pyplot as plt
+
+    return plt.get_backend().lower() not in _FILE_BACKENDS
+
+
+def _held_by_pyplot(fig: Figure) -> bool:
+    """True when ``fig`` is one of pyplot's open figures."""
+    if "matplotlib.pyplot" not in sys.modules:
+        return False
+    from matplotlib._pylab_helpers import Gcf
+
+    return any(m.canvas.figure is fig for m in Gcf.get_all_fig_managers())
+
+
+def _figure(figsize: tuple[float, float]) -> Figure:
+    """A new constrained-layout figure: pyplot's under a displaying IPython, else plain."""
+    if _pyplot_displays():
+        import matplotlib.pyplot as plt
+
+        return plt.figure(figsize=figsize, layout="constrained")
+    return Figure(figsize=figsize, layout="constrained")
+
+
+def _png(fig: Figure, dpi: float) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+class Plot(NamedTuple):
+    """What every plot function returns: ``(fig, axes)``, unpacked like a tuple.
+
+    ``axes`` is one ``Axes`` for a one-panel figure, else a 1-D NumPy array of them.
+    On a notebook cell's last line it displays the figure once (see the module notes).
+    """
+
+    fig: Figure
+    axes: Any
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        if _held_by_pyplot(self.fig) and _pyplot_displays():
+            return  # the backend shows it at the end of the cell
+        png = _png(self.fig, DPI)
+        width, height = struct.unpack(">II", png[16:24])  # the PNG header's IHDR chunk
+        scale = 100.0 / DPI  # shown at the size of a 100-dpi image, sharp on HiDPI screens
+        display(
+            {"image/png": png, "text/plain": repr(self)},
+            raw=True,
+            metadata={
+                "image/png": {"width": round(width * scale), "height": round(height * scale)}
+            },
+        )
+
+
+def _axes_result(fig: Figure, axes: Sequence[Any]) -> Plot:
+    """The convention: one panel as an ``Axes``, several as a 1-D object array."""
+    axes = list(axes)
+    if len(axes) == 1:
+        return Plot(fig, axes[0])
+    out = np.empty(len(axes), dtype=object)
+    out[:] = axes
+    return Plot(fig, out)
+
+
+def subplots(
+    nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None, **kwargs
+) -> Plot:
+    """An empty figure of ``nrows x ncols`` panels, made like this module's figures.
+
+    For composing panels (pass them as ``ax=`` to the plot functions): it displays in a
+    notebook and stays out of pyplot in scripts like the others. ``kwargs`` go to
+    ``Figure.subplots`` (``sharex``, ``width_ratios``, ...).
+
+    Returns:
+      ``Plot(fig, axes)``: one ``Axes`` when ``nrows * ncols == 1``, else a 1-D array of
+      the panels row by row.
+    """
+    for name, value in (("nrows", nrows), ("ncols", ncols)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be an int >= 1, got {value!r}.")
+    if figsize is None:
+        figsize = (min(4.0 * ncols, 16.0), min(3.5 * nrows, 14.0))
+    fig = _figure(figsize)
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs)
+    return _axes_result(fig, axes.ravel())
+
+
+def save(fig: Figure | Plot, path: str | os.PathLike, *, dpi: float = DPI) -> str | os.PathLike:
+    """Saves a figure sharply (``dpi``, ``bbox_inches="tight"``) and lets it go.
+
+    The format follows the file's suffix (PNG by default). A figure that pyplot holds
+    (made under IPython) is closed afterwards, so a loop of ``save`` calls does not pile
+    up figures; a plain ``Figure`` needs no closing.
+
+    Args:
+      fig: a ``Figure``, or the ``(fig, axes)`` a plot function returned.
+      path: the file to write.
+      dpi: dots per inch (default :data:`DPI`).
+
+    Returns:
+      ``path``.
+    """
+    figure = fig[0] if isinstance(fig, tuple) else fig
+    if not isinstance(figure, Figure):
+        raise TypeError(
+            "`fig` must be a matplotlib Figure or the (fig, axes) a jol.plot function "
+            f"returned, got {type(fig).__name__}."
+        )
+    figure.savefig(path, dpi=dpi, bbox_inches="tight")
+    if _held_by_pyplot(figure):
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+    return path
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -55,7 +220,7 @@ def trajectories(
     resolution: int = 200,
     levels: int = 30,
     title: str | None = None,
-) -> Figure:
+) -> Plot:
     """Optimizer trajectories on the contours of a 2-D landscape.
 
     Args:
@@ -67,22 +232,12 @@ def trajectories(
       title: the axes title (default: the landscape's name).
 
     Returns:
-      The figure holding the axes.
+      ``Plot(fig, ax)``: the figure and its single axes (``ax`` itself when given).
     """
-    if landscape.dim != 2:
-        raise ValueError(f"`landscape` must be 2-D to plot contours, got dim={landscape.dim}.")
-    if ax is None:
-        fig = Figure(figsize=(6.0, 5.0), layout="constrained")
-        ax = fig.add_subplot()
-    else:
-        fig = ax.figure
+    _check_2d(landscape)
+    fig, ax = _new_axes(ax, (6.0, 5.0))
     xx, yy, zz = _landscape_grid(landscape, resolution)
-    if landscape.log_contours:
-        zmin = max(float(zz.min()), 1e-3)
-        lv = np.geomspace(zmin, float(zz.max()), levels)
-        ax.contour(xx, yy, np.maximum(zz, zmin), levels=lv, cmap="Greys", linewidths=0.6)
-    else:
-        ax.contour(xx, yy, zz, levels=levels, cmap="Greys", linewidths=0.6)
+    _contours(ax, xx, yy, zz, _levels(zz, levels, landscape.log_contours), landscape.log_contours)
     colors = matplotlib.colormaps["tab20" if len(paths) > 10 else "tab10"].colors
     for i, (name, path) in enumerate(paths.items()):
         path = np.asarray(path)
@@ -107,25 +262,321 @@ def trajectories(
     ax.set_ylabel("$w_2$")
     ax.set_title(title or landscape.name)
     ax.legend(fontsize=7, loc="best")
-    return fig
+    return Plot(fig, ax)
 
 
 def trajectory_panels(
     panels: Sequence[tuple[Landscape, Mapping[str, np.ndarray]]], *, resolution: int = 200
-) -> Figure:
-    """Several :func:`trajectories` plots side by side, one per landscape."""
-    fig = Figure(figsize=(6.0 * len(panels), 5.0), layout="constrained")
+) -> Plot:
+    """Several :func:`trajectories` plots side by side, one per landscape.
+
+    Returns:
+      ``Plot(fig, axes)``: ``axes`` a 1-D array with one axes per landscape (a single
+      ``Axes`` for one landscape).
+    """
+    if not panels:
+        raise ValueError("`panels` must hold at least one (landscape, paths) pair.")
+    fig = _figure((6.0 * len(panels), 5.0))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (landscape, paths) in zip(axes, panels, strict=True):
         trajectories(landscape, paths, ax=ax, resolution=resolution)
-    return fig
+    return _axes_result(fig, axes)
 
 
 def _new_axes(ax, figsize: tuple[float, float]):
     if ax is not None:
         return ax.figure, ax
-    fig = Figure(figsize=figsize, layout="constrained")
+    fig = _figure(figsize)
     return fig, fig.add_subplot()
+
+
+def _check_2d(landscape: Landscape) -> None:
+    if not isinstance(landscape, Landscape):
+        raise TypeError(
+            f"`landscape` must be a jol.landscapes.Landscape, got {type(landscape).__name__}."
+        )
+    if landscape.dim != 2:
+        raise ValueError(f"`landscape` must be 2-D to plot contours, got dim={landscape.dim}.")
+
+
+def _levels(zz: np.ndarray, levels: int, log: bool) -> np.ndarray:
+    """Contour levels over the grid's values: geometric when ``log`` (floored at 1e-3)."""
+    finite = zz[np.isfinite(zz)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if log:
+        lo = max(lo, 1e-3)
+        return np.geomspace(lo, max(hi, 10 * lo), levels)
+    return np.linspace(lo, hi if hi > lo else lo + 1.0, levels)
+
+
+def _contours(ax, xx, yy, zz, lv: np.ndarray, log: bool):
+    z = np.maximum(zz, lv[0]) if log else zz
+    greys = matplotlib.colormaps["Greys"](np.linspace(0.3, 0.8, len(lv)))  # none near white
+    return ax.contour(xx, yy, z, levels=lv, colors=greys, linewidths=0.6, zorder=1)
+
+
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+_MARKS_PER_PATH = 8  # step-coloured markers along each path, besides the one at its end
+
+
+def _exit(p0: np.ndarray, p1: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Where the segment from ``p0`` (inside ``box``) to ``p1`` first leaves the box."""
+    d = p1 - p0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(d != 0, (np.where(d > 0, box[:, 1], box[:, 0]) - p0) / d, np.inf)
+    return p0 + min(1.0, max(0.0, float(np.min(t)))) * d
+
+
+def _last_seen(points: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Where the polyline ``points`` is last inside ``box``: its end when that is inside,
+    else the point where its last segment through the box leaves it (Liang-Barsky), else
+    its end moved onto the box."""
+    lo, hi = box[:, 0], box[:, 1]
+    if np.all((points[-1] >= lo) & (points[-1] <= hi)) or len(points) < 2:
+        return np.clip(points[-1], lo, hi)
+    p0, d = points[:-1], np.diff(points, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ta, tb = (lo - p0) / d, (hi - p0) / d
+    flat = d == 0
+    t_in = np.where(flat, -np.inf, np.minimum(ta, tb)).max(axis=1).clip(0.0, None)
+    t_out = np.where(flat, np.inf, np.maximum(ta, tb)).min(axis=1).clip(None, 1.0)
+    ok = (t_in <= t_out) & np.all(~flat | ((p0 >= lo) & (p0 <= hi)), axis=1)
+    if not ok.any():
+        return np.clip(points[-1], lo, hi)
+    i = int(np.flatnonzero(ok)[-1])
+    return p0[i] + t_out[i] * d[i]
+
+
+def _race_path(path: np.ndarray, box: np.ndarray, max_points: int):
+    """The steps to draw of one path, where (and why) it was cut, and where to mark it.
+
+    A path is cut at its first non-finite iterate, or at the first one more than a box
+    width outside the plotting box (nothing past it would be in view, and huge
+    coordinates only trouble the renderer; the segment towards it is drawn up to that
+    distance); the rest is subsampled to ``max_points``.
+    Returns ``(steps, points, cut_step, why, cut_xy)``.
+    """
+    n = path.shape[0]
+    center, half = box.mean(axis=1), 0.5 * (box[:, 1] - box[:, 0])
+    finite = np.all(np.isfinite(path), axis=1)
+    near = np.all(np.abs(np.where(finite[:, None], path, 0.0) - center) <= 3.0 * half, axis=1)
+    bad = np.flatnonzero(~(finite & near))
+    cut = int(bad[0]) if bad.size else n
+    why = None if cut == n else ("non-finite" if not finite[cut] else "left the plot")
+    keep = max(cut, 1) if finite[0] else 0
+    if keep > max_points:
+        steps = np.unique(np.round(np.linspace(0, keep - 1, max_points)).astype(int))
+    else:
+        steps = np.arange(keep)
+    points = path[steps]
+    if why == "left the plot" and cut > 0:  # the last segment, up to where it leaves the ring
+        ring = np.stack([center - 3.0 * half, center + 3.0 * half], axis=1)
+        steps = np.append(steps, cut)
+        points = np.vstack([points, _exit(path[cut - 1], path[cut], ring)])
+    cut_xy = _last_seen(points, box) if why and points.size else None
+    return steps, points, (cut if why else None), why, cut_xy
+
+
+def race_panels(
+    landscape: Landscape,
+    paths: Mapping[str, Any],
+    *,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    max_points: int = 400,
+    resolution: int = 150,
+    ncols: int = 4,
+    levels: int = 25,
+    cmap: str = "viridis",
+    title: str | None = None,
+) -> Plot:
+    """The optimizer race as small multiples: one panel per optimizer family.
+
+    Every panel shows the same contours of ``landscape`` (same levels, on a log scale
+    when ``landscape.log_contours``, same limits: the landscape's box, shared axes), its
+    start (a hollow circle) and minima (stars). Each path is a line coloured by step
+    (one sequential colormap and one shared "step" colorbar for all panels), with a few
+    step-coloured markers along it and a larger one at its end; the variants sharing a
+    panel are told apart by the markers' shape, named in a small legend. A path is cut
+    at its first non-finite iterate, or once it is more than a box width outside the
+    box; a red ``x`` marks where (on the box's edge when outside) and the legend gives
+    the step.
+
+    Args:
+      landscape: a two-dimensional :class:`~jaxopt_lab.landscapes.Landscape`.
+      paths: optimizer name -> iterates, an array of shape (n, 2), the start first
+        (e.g. ``jol.landscapes.minimize(...).path``).
+      groups: panel title -> the names in ``paths`` it shows, in order; default one
+        panel per path. Paths named in no group are not drawn.
+      max_points: at most this many iterates of a path are drawn (evenly spaced steps,
+        the first and last kept), so long races stay light.
+      resolution: grid points per axis for the contours (computed once).
+      ncols: panels per row.
+      levels: number of contour levels.
+      cmap: the sequential colormap of the steps.
+      title: the figure's title (default: the landscape's name).
+
+    Returns:
+      ``Plot(fig, axes)``: ``axes`` a 1-D array with one axes per group, in order (a
+      single ``Axes`` for one group); the colorbar is not among them.
+
+    Raises:
+      ValueError: a path is not of shape (n, 2), a group is empty or names a path that
+        ``paths`` lacks, or a size argument is out of range.
+    """
+    _check_2d(landscape)
+    for name, value, low in (
+        ("max_points", max_points, 2),
+        ("resolution", resolution, 2),
+        ("ncols", ncols, 1),
+        ("levels", levels, 2),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"`{name}` must be an int >= {low}, got {value!r}.")
+    if not isinstance(paths, Mapping) or not paths:
+        raise ValueError("`paths` must be a non-empty mapping: optimizer name -> (n, 2) array.")
+    arrays = {}
+    for name, path in paths.items():
+        arr = np.asarray(path, np.float64)
+        if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] < 1:
+            raise ValueError(
+                f"`paths[{name!r}]` must be an array of shape (n, 2) with n >= 1, got shape "
+                f"{arr.shape}."
+            )
+        arrays[name] = arr
+    groups = {str(name): [name] for name in arrays} if groups is None else dict(groups)
+    if not groups:
+        raise ValueError("`groups` must hold at least one panel.")
+    for panel, names in groups.items():
+        if isinstance(names, str) or not len(names):
+            raise ValueError(
+                f"`groups[{panel!r}]` must be a non-empty list of names in `paths`, got {names!r}."
+            )
+        missing = [n for n in names if n not in arrays]
+        if missing:
+            raise ValueError(
+                f"`groups[{panel!r}]` names {missing}, not in `paths` {sorted(map(str, arrays))}."
+            )
+
+    box = np.asarray(landscape.bounds, np.float64)
+    xx, yy, zz = _landscape_grid(landscape, resolution)
+    lv = _levels(zz, levels, landscape.log_contours)
+    drawn = {n: _race_path(arrays[n], box, max_points) for ns in groups.values() for n in ns}
+    last = max((int(d[0][-1]) for d in drawn.values() if d[0].size), default=0)
+    norm = Normalize(0, max(last, 1))
+    colormap = matplotlib.colormaps[cmap]
+
+    count = len(groups)
+    cols = min(ncols, count)
+    rows = math.ceil(count / cols)
+    fig = _figure((2.9 * cols + 1.1, 3.1 * rows + 0.8))
+    grid = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
+    panels = list(grid.ravel()[:count])
+    for empty in grid.ravel()[count:]:
+        fig.delaxes(empty)
+    for i, ax in enumerate(panels):
+        if i % cols == 0:
+            ax.set_ylabel("$w_2$")
+        if i + cols >= count:  # nothing below it: tick labels and axis label here
+            ax.xaxis.set_tick_params(labelbottom=True)
+            ax.set_xlabel("$w_1$")
+    any_cut = False
+    for ax, (panel, names) in zip(panels, groups.items(), strict=True):
+        _contours(ax, xx, yy, zz, lv, landscape.log_contours)
+        handles = []
+        for j, name in enumerate(names):
+            steps, points, cut, why, cut_xy = drawn[name]
+            marker = _MARKERS[j % len(_MARKERS)]
+            if len(points) > 1:
+                segments = np.stack([points[:-1], points[1:]], axis=1)
+                lines = LineCollection(
+                    segments, cmap=colormap, norm=norm, linewidths=1.6, zorder=2, capstyle="round"
+                )
+                lines.set_array(steps[:-1].astype(np.float64))
+                ax.add_collection(lines, autolim=False)
+            if len(points):  # a few markers along the path, offset per variant, and its end
+                phase = (j % len(_MARKERS)) / len(_MARKERS)
+                at = np.unique(
+                    np.round(
+                        (np.arange(_MARKS_PER_PATH) + phase) / _MARKS_PER_PATH * (len(points) - 1)
+                    )
+                ).astype(int)
+                ax.scatter(
+                    *points[at].T,
+                    c=steps[at],
+                    cmap=colormap,
+                    norm=norm,
+                    marker=marker,
+                    s=16,
+                    edgecolors="k",
+                    linewidths=0.4,
+                    zorder=3,
+                )
+                ax.scatter(
+                    *points[-1],
+                    c=[steps[-1]],
+                    cmap=colormap,
+                    norm=norm,
+                    marker=marker,
+                    s=46,
+                    edgecolors="k",
+                    linewidths=0.8,
+                    zorder=3,
+                )
+            label = str(name) if cut is None else f"{name} ({why} at step {cut})"
+            if cut_xy is not None:
+                any_cut = True
+                ax.plot(*cut_xy, "x", color="tab:red", ms=8, mew=2, zorder=5, clip_on=False)
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color="0.35",
+                    lw=1.0,
+                    marker=marker,
+                    ms=5,
+                    mec="k",
+                    mew=0.5,
+                    mfc="0.8",
+                    label=label,
+                )
+            )
+        for point in landscape.minima:
+            ax.plot(*point.location, "*", color="k", ms=11, zorder=4)
+        ax.plot(*landscape.start, "o", color="k", mfc="white", ms=7, mew=1.2, zorder=4)
+        ax.set_xlim(*box[0])
+        ax.set_ylim(*box[1])
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_title(str(panel), fontsize=9)
+        if len(handles) > 1 or handles[0].get_label() != str(panel):
+            ax.legend(handles=handles, fontsize=6, loc="best", framealpha=0.85)
+    fig.colorbar(
+        ScalarMappable(norm=norm, cmap=colormap),
+        ax=panels,
+        label="step",
+        shrink=0.8,
+        aspect=30,
+        pad=0.02,
+    )
+    keys = [
+        Line2D([], [], ls="", marker="o", color="k", mfc="white", ms=7, label="start"),
+        Line2D([], [], ls="", marker="*", color="k", ms=10, label="minimum"),
+    ]
+    if any_cut:
+        keys.append(
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker="x",
+                color="tab:red",
+                ms=8,
+                mew=2,
+                label="path cut (non-finite or far outside)",
+            )
+        )
+    fig.legend(handles=keys, loc="outside lower center", ncols=len(keys), fontsize=7, frameon=False)
+    fig.suptitle(title or landscape.name, fontsize=11)
+    return _axes_result(fig, panels)
 
 
 def _runs(history: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -158,7 +609,7 @@ def training_curves(
     show_batch_loss: bool = True,
     title: str | None = None,
     figsize: tuple[float, float] = (6.5, 4.5),
-) -> Figure:
+) -> Plot:
     """Training curves: loss against step, validation loss, and the learning rate below.
 
     Lecture 002 (``002_f85d30b52f182d0b.txt``) reads these curves for slow progress,
@@ -179,15 +630,16 @@ def training_curves(
       figsize: the figure size in inches.
 
     Returns:
-      The figure.
+      ``Plot(fig, axes)``: ``axes`` is the loss axes alone, or the array ``[loss_ax,
+      lr_ax]`` when the learning-rate panel is drawn.
 
     Example:
       >>> import numpy as np
       >>> import jaxopt_lab as jol
       >>> steps = np.arange(50)
-      >>> fig = jol.plot.training_curves({"train_loss": np.exp(-steps / 10),
-      ...                                 "val_loss": 0.1 + np.exp(-steps / 10)})
-      >>> fig.savefig("curves.png")  # doctest: +SKIP
+      >>> fig, ax = jol.plot.training_curves({"train_loss": np.exp(-steps / 10),
+      ...                                     "val_loss": 0.1 + np.exp(-steps / 10)})
+      >>> jol.plot.save(fig, "curves.png")  # doctest: +SKIP
     """
     runs = _runs(history)
     for name, run in runs.items():
@@ -197,7 +649,7 @@ def training_curves(
                 f"entry; it has {sorted(run)}."
             )
     with_lr = show_learning_rate and any("learning_rate" in run for run in runs.values())
-    fig = Figure(figsize=figsize, layout="constrained")
+    fig = _figure(figsize)
     if with_lr:
         ax, ax_lr = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     else:
@@ -259,7 +711,7 @@ def training_curves(
         ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     else:
         ax.set_xlabel("step")
-    return fig
+    return _axes_result(fig, [ax] if ax_lr is None else [ax, ax_lr])
 
 
 def sweep_results(
@@ -271,7 +723,7 @@ def sweep_results(
     log_x: bool = True,
     log_y: bool = True,
     title: str | None = None,
-) -> Figure:
+) -> Plot:
     """A sweep's final or best loss against one hyperparameter, one line per other setting.
 
     Each line joins the runs that share the values of every other hyperparameter
@@ -293,7 +745,7 @@ def sweep_results(
       title: the axes title.
 
     Returns:
-      The figure.
+      ``Plot(fig, ax)``: the figure and its single axes (``ax`` itself when given).
 
     Raises:
       ValueError: ``x`` or ``metric`` is not a column.
@@ -352,7 +804,7 @@ def sweep_results(
     ax.set_title(title or f"sweep: {metric} vs {x}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="best")
-    return fig
+    return Plot(fig, ax)
 
 
 _COLUMNS = ("final_train_loss", "final_val_loss", "best_val_loss", "best_val_step", "run")
@@ -368,7 +820,7 @@ def spectral_density(
     log_density: bool = True,
     ax=None,
     title: str | None = None,
-) -> Figure:
+) -> Plot:
     r"""The Hessian eigenvalue density, smoothed, with the top eigenvalues marked.
 
     From stochastic Lanczos quadrature (``jol.curvature.density``): the nodes and weights
@@ -390,7 +842,7 @@ def spectral_density(
       title: the axes title.
 
     Returns:
-      The figure.
+      ``Plot(fig, ax)``: the figure and its single axes (``ax`` itself when given).
     """
     nodes = np.asarray(density.nodes, np.float64).reshape(-1)
     weights = np.asarray(density.weights, np.float64).reshape(-1)
@@ -440,7 +892,7 @@ def spectral_density(
     ax.set_title(title or f"Hessian spectral density ($\\sigma$ = {sigma:.2g})")
     ax.legend(fontsize=7, loc="upper center")
     ax.grid(alpha=0.3)
-    return fig
+    return Plot(fig, ax)
 
 
 def sharpness(
@@ -449,7 +901,7 @@ def sharpness(
     learning_rate: float | None = None,
     ax=None,
     title: str | None = None,
-) -> Figure:
+) -> Plot:
     r"""Sharpness :math:`\lambda_{\max}` against the stability bound :math:`2/\alpha`.
 
     Gradient descent on the local quadratic is stable only while
@@ -465,7 +917,7 @@ def sharpness(
       title: the axes title.
 
     Returns:
-      The figure.
+      ``Plot(fig, ax)``: the figure and its single axes (``ax`` itself when given).
     """
     runs = _runs(history)
     fig, ax = _new_axes(ax, (6.0, 4.0))
@@ -522,4 +974,4 @@ def sharpness(
     ax.set_title(title or "sharpness vs 2 / learning rate")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    return fig
+    return Plot(fig, ax)

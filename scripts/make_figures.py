@@ -2,7 +2,7 @@
 
 Usage::
 
-    python scripts/make_figures.py [--out docs] [--dpi 100]
+    python scripts/make_figures.py [--out docs] [--dpi 150]
 
 Runs on a CPU in about a minute. Figures:
 
@@ -160,14 +160,16 @@ def sharpness_figure():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs", help="output folder (default: docs)")
-    parser.add_argument("--dpi", type=int, default=100, help="resolution (default: 100)")
+    parser.add_argument(
+        "--dpi", type=int, default=plot.DPI, help=f"resolution (default: {plot.DPI})"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
     def save(fig, name):
         path = out / name
-        fig.savefig(path, dpi=args.dpi)
+        plot.save(fig, path, dpi=args.dpi)  # a Figure or the (fig, axes) of jol.plot
         print(f"wrote {path}")
 
     save(trajectories_figure(), "trajectories.png")
