@@ -11,11 +11,13 @@ import sys
 
 import pytest
 
-from jaxopt_lab import _landscape_demo, cli, landscapes
+from jaxopt_lab import cli, landscapes
+from jaxopt_lab.cli import race, registry
+from jaxopt_lab.cli import sweep as sweep_command
 from jaxopt_lab.curvature._analyze import KINDS
 
 PNG = b"\x89PNG\r\n\x1a\n"
-FIGURES = ("trajectories", "sweep", "training_curves", "sharpness", "spectral_density")
+FIGURES = ("race_lecture_quadratic", "sweep", "training_curves", "sharpness", "spectral_density")
 
 
 def _run(argv):
@@ -176,11 +178,9 @@ def test_sweep_writes_table_json_and_figure(tmp_path):
 
 
 def test_sweep_log_grid_from_lr_min_to_lr_max():
-    from jaxopt_lab import _commands
-
     args = cli.build_parser().parse_args(["sweep", "--lr-min", "1e-3", "--lr-max", "1"])
     args.num = 4
-    assert _commands._grid_rates(args) == [1.0, 0.1, 0.01, 0.001]
+    assert sweep_command.grid_rates(args) == [1.0, 0.1, 0.01, 0.001]
 
 
 def test_landscape_race_table_and_figure(tmp_path):
@@ -188,14 +188,14 @@ def test_landscape_race_table_and_figure(tmp_path):
     code, stdout, _ = _run([*argv, "--out", str(tmp_path)])
     assert code == 0
     lines = stdout.splitlines()
-    sgd = next(line for line in lines if line.startswith("sgd "))
+    sgd = next(line for line in lines if line.startswith("SGD "))
     assert sgd.split()[3] == "73"  # a = 0.45 < 2/4 reaches 1e-6 after 73 steps
-    assert any(line.startswith("adam ") for line in lines)
+    assert any(line.startswith("Adam ") for line in lines)
     assert (tmp_path / "landscape_lecture_quadratic.png").read_bytes()[:8] == PNG
 
 
 def test_race_reaches_target_on_the_quadratic():
-    results = _landscape_demo.race({"lecture_quadratic": 400})
+    results = race.race({"lecture_quadratic": 400})
     by_name = {r.optimizer: r for r in results}
     # plain gradient descent at a = 0.45 < 2/lambda_max = 0.5 converges
     assert by_name["sgd"].steps_to_target is not None
@@ -206,13 +206,13 @@ def test_race_reaches_target_on_the_quadratic():
 def test_untuned_landscapes_get_rates_from_curvature_and_box():
     himmelblau = landscapes.himmelblau()
     # sgd: 1 / L, L = 82.28, the largest eigenvalue at the minimum (3, 2) (at the start: 42)
-    assert _landscape_demo.learning_rate(_landscape_demo.entry("sgd"), himmelblau) == (
+    assert race.learning_rate(registry.get("sgd"), himmelblau) == (
         pytest.approx(1 / 82.2843, rel=1e-4)
     )
     # adam: 1% of the box's side (10)
-    assert _landscape_demo.learning_rate(_landscape_demo.entry("adam"), himmelblau) == 0.1
+    assert race.learning_rate(registry.get("adam"), himmelblau) == 0.1
     for name in landscapes.REGISTRY:
-        rates = _landscape_demo.learning_rates(_landscape_demo.ENTRIES, landscapes.get(name))
+        rates = race.learning_rates(race.ENTRIES, landscapes.get(name))
         assert all(math.isfinite(r) and r > 0 for r in rates), name
 
 
@@ -235,7 +235,7 @@ def test_untuned_landscapes_get_rates_from_curvature_and_box():
         (["hessian", "rosenbrock", "--at", "1,1,1"], "argument --at: rosenbrock takes 2"),
         (["hessian", "rosenbrock", "--at", "-1,2"], "write --at=VALUE when the value starts"),
         (["sweep", "--lrs", "-0.1"], "argument --lrs: learning rates must be > 0, got -0.1"),
-        (["hessian"], "jaxopt-lab hessian: error: give a landscape"),
+        (["hessian"], "jaxopt-lab hessian: error: give one of: a landscape"),
         (["landscape", "--optimizers", "sgd,foo"], "argument --optimizers: unknown optimizer"),
         (["landscape", "moon"], "argument landscape: unknown landscape 'moon'"),
         (["landscape", "--lr", "-1"], "argument --lr: must be a finite number > 0"),
@@ -309,9 +309,7 @@ def test_every_size_is_bounded_and_refused_at_once(argv):
 
 
 def test_out_is_checked_before_any_work(tmp_path, monkeypatch):
-    from jaxopt_lab import _demo
-
-    monkeypatch.setattr(_demo, "sweep_digits", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(sweep_command, "sweep_problem", lambda *a, **k: pytest.fail("trained"))
     (tmp_path / "file").write_text("")
     code, _, err = _run(["sweep", "--out", str(tmp_path / "file"), "--no-progress"])
     assert code == 2 and "argument --out" in err and "is a file" in err, err

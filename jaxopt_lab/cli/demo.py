@@ -10,35 +10,76 @@
    advice (2 / lambda_max against the rate used);
 5. a diagnosis of the training curve;
 6. ``report.md``, ``report.json`` and PNG figures in the output folder, and a summary
-   table on the terminal (:mod:`jaxopt_lab._demo_report`).
+   table on the terminal (:mod:`jaxopt_lab.cli.report`).
+
+The optimizers, their display names and stability bounds come from
+:mod:`jaxopt_lab.cli.registry`; the problem is :func:`jaxopt_lab.cli.problem.digits_mlp`,
+built as a user's ``--problem`` is.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import math
 import time
 from pathlib import Path
-from typing import Any
 
 import jax
 import numpy as np
 
-from jaxopt_lab import _demo_report, _landscape_demo, curvature, datasets, plot
-from jaxopt_lab._demo_analysis import (
+from jaxopt_lab import curvature, datasets, plot
+from jaxopt_lab.cli import args as a
+from jaxopt_lab.cli import race as races
+from jaxopt_lab.cli import registry, report
+from jaxopt_lab.cli.analysis import (
     diagnose,
     effective_rate,
     learning_rate_advice,
     sharpness_summary,
     spectrum_summary,
 )
-from jaxopt_lab._demo_model import DemoModel, make_model
-from jaxopt_lab._demo_report import plain
-from jaxopt_lab._families import FAMILIES
-from jaxopt_lab.sweep import SweepResult, seed_keys, sweep
+from jaxopt_lab.cli.problem import Problem, digits_mlp
+from jaxopt_lab.cli.report import clean, plain
+from jaxopt_lab.cli.sweep import DIVERGENCE_FACTOR, sweep_problem
+from jaxopt_lab.sweep import SweepResult, seed_keys
 from jaxopt_lab.train import train
 
-DIVERGENCE_FACTOR = 10.0  # a run whose loss exceeds 10x its initial value is frozen
+OPTIMIZERS = ("momentum", "adam")  # swept by the demo: names of the registry
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="the whole lab on the bundled digits: sweep, retrain, Hessian, report",
+        description=(
+            "Races the update rules on the lectures' landscapes; sweeps the learning rate of "
+            "a Flax NNX MLP on the bundled digits (SGD with momentum, and Adam, several "
+            "seeds, one vmapped program each); retrains the best setting with sharpness "
+            "tracking; analyzes the trained net's Hessian (top eigenvalues, lambda_min, "
+            "condition number, kind of point, spectral density, 2/lambda_max against the "
+            "learning rate); diagnoses its training curve. Writes report.md, report.json and "
+            "PNG figures to --out and prints a summary."
+        ),
+        formatter_class=a._Help,
+    )
+    p.add_argument("--out", default=a.DEFAULT_OUT, help="output folder")
+    p.add_argument(
+        "--quick", action="store_true", help="a small, fast variant (fewer steps, rates, seeds)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """``jaxopt-lab demo``."""
+    config = QUICK if args.quick else FULL
+    print(
+        "jaxopt-lab demo"
+        + (" --quick" if args.quick else "")
+        + ": update rules, a vmapped sweep, a retrained net's Hessian, a diagnosis"
+    )
+    run(Path(args.out), config, progress=not args.no_progress)
+    return 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +99,7 @@ class DemoConfig:
     density_probes: int = 16
     density_nodes: int = 80
     race_steps: dict[str, int] | None = None  # None: the race's defaults
-    dpi: int = 110
+    dpi: int = plot.DPI
 
 
 FULL = DemoConfig()
@@ -74,7 +115,7 @@ QUICK = DemoConfig(
     density_probes=2,
     density_nodes=16,
     race_steps={"lecture_quadratic": 200},  # the quadratic only
-    dpi=60,
+    dpi=80,
 )
 
 
@@ -102,39 +143,16 @@ class _Clock:
         return round(time.perf_counter() - self.start, 2)
 
 
-def _finite(x: Any) -> float | None:
-    """A JSON-safe float: None for NaN and infinities."""
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
 # --- 2. the sweep --------------------------------------------------------------------------
 
 
-def sweep_digits(model: DemoModel, ds, family: str, grid: dict, **settings) -> SweepResult:
-    """``jol.sweep`` of ``model`` on the digits over ``grid`` for an optimizer family:
-    trained on ``ds.train``, validated on ``ds.validation``, runs frozen above
-    ``DIVERGENCE_FACTOR`` times their initial loss. ``settings``: ``steps``, ``seeds``,
-    ``batch_size``, ``log_every``, ``progress``."""
-    return sweep(
-        model.loss_fn,
-        model.init_fn,
-        FAMILIES[family].make_optimizer(grid),
-        grid,
-        ds.train,
-        eval_data=ds.validation,
-        divergence_factor=DIVERGENCE_FACTOR,
-        **settings,
-    )
-
-
-def _sweep_family(family: str, model: DemoModel, ds, config: DemoConfig, progress: bool):
-    momenta = list(config.momenta) if family == "momentum" else []
-    grid = FAMILIES[family].grid(list(config.learning_rates), momenta)
-    return sweep_digits(
-        model,
-        ds,
-        family,
+def _sweep_family(name: str, problem: Problem, config: DemoConfig, progress: bool):
+    entry = registry.get(name)
+    momenta = list(config.momenta) if entry.momentum_key == "momentum" else []
+    grid = entry.grid(list(config.learning_rates), momenta)
+    return sweep_problem(
+        problem,
+        entry,
         grid,
         steps=config.steps,
         seeds=config.seeds,
@@ -144,13 +162,13 @@ def _sweep_family(family: str, model: DemoModel, ds, config: DemoConfig, progres
     )
 
 
-def _accuracies(model: DemoModel, result: SweepResult, split) -> np.ndarray:
+def _accuracies(model: Problem, result: SweepResult, split) -> np.ndarray:
     """Final accuracy of every run of a sweep on ``split``."""
     acc = jax.jit(jax.vmap(model.accuracy_fn, in_axes=(0, None)))(result.params, split)
     return np.asarray(acc, np.float64)
 
 
-def sweep_rows(model: DemoModel, results: dict[str, SweepResult], ds) -> list[dict]:
+def sweep_rows(model: Problem, results: dict[str, SweepResult], ds) -> list[dict]:
     """One row per run: optimizer, hyperparameters, seed, losses, accuracy, diverged."""
     rows = []
     for family, result in results.items():
@@ -164,11 +182,11 @@ def sweep_rows(model: DemoModel, results: dict[str, SweepResult], ds) -> list[di
                     "learning_rate": plain(table["learning_rate"][i]),
                     "momentum": plain(table["momentum"][i]) if "momentum" in table else None,
                     "seed": int(table["seed"][i]),
-                    "final_train_loss": _finite(table["final_train_loss"][i]),
-                    "final_val_loss": _finite(table["final_val_loss"][i]),
-                    "best_val_loss": _finite(table["best_val_loss"][i]),
+                    "final_train_loss": clean(table["final_train_loss"][i]),
+                    "final_val_loss": clean(table["final_val_loss"][i]),
+                    "best_val_loss": clean(table["best_val_loss"][i]),
                     "best_val_step": int(table["best_val_step"][i]),
-                    "val_accuracy": None if diverged else _finite(acc[i]),
+                    "val_accuracy": None if diverged else clean(acc[i]),
                     "diverged": diverged,
                 }
             )
@@ -176,7 +194,8 @@ def sweep_rows(model: DemoModel, results: dict[str, SweepResult], ds) -> list[di
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
-    """One row per setting: the mean and spread over seeds, and how many diverged."""
+    """One row per setting, for the report's table: the mean and spread over the seeds
+    that did not diverge, the mean accuracy, and how many diverged."""
     settings: dict[tuple, list[dict]] = {}
     for r in rows:
         settings.setdefault((r["optimizer"], r["learning_rate"], r["momentum"]), []).append(r)
@@ -192,37 +211,47 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 "momentum": mom,
                 "seeds": len(runs),
                 "num_diverged": len(runs) - len(ok),
-                "final_val_loss_mean": _finite(val.mean()) if val.size else None,
-                "final_val_loss_std": _finite(val.std()) if val.size else None,
-                "val_accuracy_mean": _finite(acc.mean()) if acc.size else None,
+                "final_val_loss_mean": clean(val.mean()) if val.size else None,
+                "final_val_loss_std": clean(val.std()) if val.size else None,
+                "val_accuracy_mean": clean(acc.mean()) if acc.size else None,
             }
         )
     return out
 
 
-def best_setting(settings: list[dict]) -> dict:
-    """The setting with the lowest mean final validation loss among those with no
-    diverged seed."""
-    ok = [s for s in settings if s["num_diverged"] == 0 and s["final_val_loss_mean"] is not None]
-    if not ok:
+def best_setting(results: dict[str, SweepResult], settings: list[dict]) -> dict:
+    """The row of ``settings`` of the setting with the lowest mean final validation loss
+    over its seeds, among those with no diverged seed (``SweepResult.best_setting`` of each
+    optimizer's sweep, then the lowest of those)."""
+    best = None
+    for name, result in results.items():
+        try:
+            b = result.best_setting("final_val_loss", reduce="mean")
+        except ValueError:
+            continue
+        if best is None or b["final_val_loss"] < best[1]["final_val_loss"]:
+            best = (name, b)
+    if best is None:
         raise ValueError("every setting of the sweep diverged; lower the learning rates.")
-    return dict(min(ok, key=lambda s: s["final_val_loss_mean"]))
+    name, b = best
+    key = registry.get(name).momentum_key
+    wanted = (name, plain(b["learning_rate"]), plain(b[key]) if key in b else None)
+    for s in settings:
+        if (s["optimizer"], s["learning_rate"], s["momentum"]) == wanted:
+            return dict(s)
+    raise AssertionError(f"the best setting {wanted} is not a row of the settings")
 
 
 # --- 3. retraining with sharpness ------------------------------------------------------------
 
 
-def retrain(model: DemoModel, ds, best: dict, config: DemoConfig, progress: bool):
+def retrain(model: Problem, ds, best: dict, config: DemoConfig, progress: bool):
     """Retrains the sweep's first seed of ``best`` with the sharpness callback.
 
-    Uses the seed's keys (``jol.sweep.seed_keys``), so the run is the sweep's run again,
-    now with the sharpness recorded.
+    Uses the seed's keys (``jol.seed_keys``), so the run is the sweep's run again, now
+    with the sharpness recorded.
     """
-    fam = FAMILIES[best["optimizer"]]
-    if best["momentum"] is None:
-        tx = fam.build(best["learning_rate"])
-    else:
-        tx = fam.build(best["learning_rate"], best["momentum"])
+    tx = registry.get(best["optimizer"]).make(best["learning_rate"], best["momentum"])
     subset = jax.tree.map(lambda a: a[: config.sharpness_examples], ds.train)
     callback = curvature.sharpness_callback(
         model.loss_fn,
@@ -256,38 +285,40 @@ class _Demo:
     def __init__(self, out: Path, config: DemoConfig, progress: bool):
         self.out, self.config, self.progress = out, config, progress
         self.ds = datasets.digits()
-        self.model = make_model(config.hidden)
+        self.model = digits_mlp(config.hidden)
         self.figures: dict[str, str] = {}  # name -> file, relative to `out`
 
     def save(self, fig, name: str) -> None:
-        fig.savefig(self.out / f"{name}.png", dpi=self.config.dpi)
+        plot.save(fig, self.out / f"{name}.png", dpi=self.config.dpi)
         self.figures[name] = f"{name}.png"
 
     def race(self) -> list[dict]:
-        race = _landscape_demo.race(self.config.race_steps or _landscape_demo.DEFAULT_STEPS)
-        print(_landscape_demo.table(race))
-        self.save(_landscape_demo.figure(race), "trajectories")
+        steps = self.config.race_steps or races.DEFAULT_STEPS
+        race = races.race(steps)
+        print(races.table(race))
+        for land_name in steps:
+            fig, _ = races.figure([r for r in race if r.landscape == land_name])
+            self.save(fig, f"race_{land_name}")
         return [
             {
                 "optimizer": r.optimizer,
+                "display": r.display,
                 "landscape": r.landscape,
                 "learning_rate": r.learning_rate,
                 "steps_to_target": r.steps_to_target,
-                "final_loss": _finite(r.final_loss),
+                "final_loss": clean(r.final_loss),
             }
             for r in race
         ]
 
     def sweep(self) -> tuple[dict, dict]:
         c = self.config
-        results = {
-            f: _sweep_family(f, self.model, self.ds, c, self.progress) for f in ("momentum", "adam")
-        }
+        results = {f: _sweep_family(f, self.model, c, self.progress) for f in OPTIMIZERS}
         rows = sweep_rows(self.model, results, self.ds)
         settings = aggregate(rows)
-        best = best_setting(settings)
-        print(_demo_report.settings_table(settings, best))
-        self.save(_demo_report.sweep_figure(results), "sweep")
+        best = best_setting(results, settings)
+        print(report.settings_table(settings, best))
+        self.save(report.sweep_figure(results), "sweep")
         summary = {
             "optimizers": list(results),
             "learning_rates": list(c.learning_rates),
@@ -312,8 +343,8 @@ class _Demo:
             == (best["optimizer"], best["learning_rate"], best["momentum"], 0)
         )
         retrained = {
-            "final_train_loss": _finite(history["train_loss"][-1]),
-            "final_val_loss": _finite(history["val_loss"][-1]),
+            "final_train_loss": clean(history["train_loss"][-1]),
+            "final_val_loss": clean(history["val_loss"][-1]),
             "sweep_final_val_loss": first_seed["final_val_loss"],
             "train_accuracy": float(self.model.accuracy_fn(trained.params, self.ds.train)),
             "val_accuracy": float(self.model.accuracy_fn(trained.params, self.ds.validation)),
@@ -322,16 +353,17 @@ class _Demo:
         }
         examples = min(self.config.sharpness_examples, len(self.ds.train.y))
         sharpness = sharpness_summary(history, best, examples)
-        name = _demo_report.describe(best)
-        self.save(plot.training_curves(history, title=f"digits MLP, {name}"), "training_curves")
-        fig = plot.sharpness(history, title=f"sharpness on {examples} examples, {name}")
-        fig.axes[0].set_yscale("log")  # the bound can be far above the sharpness
+        name = report.describe(best)
+        fig, _ = plot.training_curves(history, title=f"digits MLP, {name}")
+        self.save(fig, "training_curves")
+        fig, ax = plot.sharpness(history, title=f"sharpness on {examples} examples, {name}")
+        ax.set_yscale("log")  # the bound can be far above the sharpness
         self.save(fig, "sharpness")
         return trained, retrained, sharpness
 
     def hessian(self, params, best: dict) -> dict:
         c = self.config
-        report = curvature.analyze(
+        analysis = curvature.analyze(
             self.model.loss_fn,
             params,
             self.ds.train,
@@ -348,14 +380,14 @@ class _Demo:
             num_nodes=c.density_nodes,
             key=jax.random.key(1),
         )
-        print(report)
-        spectrum = spectrum_summary(report, c.top_k, density)
-        spectrum["learning_rate_advice"] = learning_rate_advice(report, best)
-        fig = plot.spectral_density(
+        print(analysis)
+        spectrum = spectrum_summary(analysis, c.top_k, density)
+        spectrum["learning_rate_advice"] = learning_rate_advice(analysis, best)
+        fig, _ = plot.spectral_density(
             density,
             eigenvalues=np.asarray(spectrum["top_eigenvalues"]),
             num_top=c.top_k,
-            title=f"Hessian spectral density, trained MLP (D = {report.size:,})",
+            title=f"Hessian spectral density, trained MLP (D = {analysis.size:,})",
         )
         self.save(fig, "spectral_density")
         return spectrum
@@ -371,7 +403,7 @@ def run(out: Path, config: DemoConfig = FULL, *, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     clock = _Clock(total=6)
     demo = _Demo(out, config, progress)
-    names = " and ".join(config.race_steps or _landscape_demo.DEFAULT_STEPS)
+    names = " and ".join(config.race_steps or races.DEFAULT_STEPS)
     clock.stage("race", f"the update rules raced on {names}")
     race = demo.race()
     clock.stage(
@@ -380,7 +412,7 @@ def run(out: Path, config: DemoConfig = FULL, *, progress: bool = True) -> dict:
         f"{config.steps} steps, {config.seeds} seeds",
     )
     sweep, best = demo.sweep()
-    clock.stage("retrain", f"retraining the best setting ({_demo_report.describe(best)})")
+    clock.stage("retrain", f"retraining the best setting ({report.describe(best)})")
     trained, retrained, sharpness = demo.retrain(sweep, best)
     clock.stage("hessian", "Hessian of the trained net: Lanczos and spectral density")
     spectrum = demo.hessian(trained.params, best)
@@ -407,12 +439,12 @@ def run(out: Path, config: DemoConfig = FULL, *, progress: bool = True) -> dict:
         "curvature": spectrum,
         "findings": [_finding(f) for f in findings],
         "figures": demo.figures,
-        "versions": _demo_report.versions(),
+        "versions": report.versions(),
         "elapsed_seconds": {"stages": clock.stages, "total": None},
     }
     clock.stop()
     result["elapsed_seconds"]["total"] = clock.elapsed()
-    _demo_report.write(out, result)
+    report.write(out, result)
     print()
-    print(_demo_report.summary(result, out))
+    print(report.summary(result, out))
     return result

@@ -1,6 +1,6 @@
 """The demo's outputs: ``report.json``, ``report.md``, the sweep figure and the terminal summary.
 
-Everything here reads the JSON-ready dict built by :func:`jaxopt_lab._demo.run`, so the
+Everything here reads the JSON-ready dict built by :func:`jaxopt_lab.cli.demo.run`, so the
 terminal, the Markdown and the JSON always show the same numbers.
 """
 
@@ -19,25 +19,22 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from jaxopt_lab import plot
+from jaxopt_lab.cli import registry
 
 WIDTH = 100  # terminal summary width
-NAMES = {"momentum": "SGD + momentum", "adam": "Adam"}
 
 
 def describe(setting: dict) -> str:
     """``"SGD + momentum 0.9, lr 0.1"``, ``"SGD, lr 0.3"`` or ``"Adam, lr 0.003"``."""
-    lr = f"lr {setting['learning_rate']:g}"
-    if setting["optimizer"] == "momentum":
-        mom = setting["momentum"]
-        return f"SGD, {lr}" if not mom else f"SGD + momentum {mom:g}, {lr}"
-    return f"{NAMES.get(setting['optimizer'], setting['optimizer'])}, {lr}"
+    return f"{_name(setting)}, lr {setting['learning_rate']:g}"
 
 
 def _name(setting: dict) -> str:
-    """The optimizer's display name: plain SGD when its momentum is 0."""
-    if setting["optimizer"] == "momentum" and not setting["momentum"]:
-        return "SGD"
-    return NAMES.get(setting["optimizer"], setting["optimizer"])
+    """The optimizer's display name with its coefficient: plain SGD when momentum is 0."""
+    entry = registry.get(setting["optimizer"])
+    if entry.momentum_key is None or setting.get("momentum") is None:
+        return entry.display
+    return entry.label({entry.momentum_key: setting["momentum"]})
 
 
 def _runs(n: int) -> str:
@@ -76,14 +73,15 @@ def settings_table(settings: list[dict], best: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def sweep_figure(results: dict) -> Figure:
-    """Final validation loss against the learning rate, one panel per optimizer."""
+def sweep_figure(results: dict, *, on: str = "digits") -> Figure:
+    """The final loss (validation when there is one) against the learning rate, one panel
+    per optimizer."""
     fig = Figure(figsize=(6.0 * len(results), 4.5), layout="constrained")
     axes = fig.subplots(1, len(results), squeeze=False)[0]
     for ax, (name, result) in zip(axes, results.items(), strict=True):
-        plot.sweep_results(
-            result, metric="final_val_loss", ax=ax, title=f"{NAMES.get(name, name)} on digits"
-        )
+        metric = "final_val_loss" if "val_loss" in result.curves else "final_train_loss"
+        title = f"{registry.get(name).display} on {on}"
+        plot.sweep_results(result, metric=metric, ax=ax, title=title)
     return fig
 
 
@@ -211,7 +209,7 @@ def _markdown(result: dict) -> str:
         "",
         "Every rule from a common start; steps until the loss is within 1e-6 of the minimum.",
         "",
-        f"![trajectories]({figs['trajectories']})",
+        *[f"![{name}]({file})" for name, file in figs.items() if name.startswith("race_")],
         "",
         "| optimizer | landscape | lr | steps to 1e-6 | final loss |",
         "|---|---|---:|---:|---:|",
@@ -219,7 +217,7 @@ def _markdown(result: dict) -> str:
     for r in result["race"]:
         steps = "did not" if r["steps_to_target"] is None else r["steps_to_target"]
         md.append(
-            f"| {r['optimizer']} | {r['landscape']} | {r['learning_rate']:g} | {steps} | "
+            f"| {r['display']} | {r['landscape']} | {r['learning_rate']:g} | {steps} | "
             f"{_num(r['final_loss'])} |"
         )
     md += [
@@ -327,14 +325,18 @@ def _markdown(result: dict) -> str:
 
 
 def plain(x: Any) -> Any:
-    """A NumPy scalar as a Python number; float32 by its shortest repr (0.9, not 0.8999...)."""
+    """A NumPy or JAX scalar as a Python number; float32 by its shortest repr (0.9, not
+    0.8999...)."""
+    if getattr(x, "shape", None) == () and not isinstance(x, np.generic):
+        x = np.asarray(x)[()]
     if isinstance(x, np.floating):
         return float(str(x))
     return x.item() if isinstance(x, np.generic) else x
 
 
 def clean(obj: Any) -> Any:
-    """``obj`` with NumPy scalars as Python numbers and NaN or infinities as None."""
+    """``obj`` with NumPy scalars as Python numbers and NaN or infinities as None: the one
+    way every report of the command makes numbers JSON-safe."""
     if isinstance(obj, dict):
         return {str(k): clean(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
