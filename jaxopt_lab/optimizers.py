@@ -20,6 +20,7 @@ import optax
 from jaxopt_lab._types import ScalarOrSchedule
 from jaxopt_lab._validation import check_choice, check_unit_interval
 from jaxopt_lab.transforms._common import scale_by_learning_rate
+from jaxopt_lab.transforms._rule import Preconditioner, Rule, tag
 from jaxopt_lab.transforms.adaptive import (
     scale_by_adadelta,
     scale_by_adagrad,
@@ -50,7 +51,7 @@ def sgd(learning_rate: ScalarOrSchedule) -> _GTX:
     References:
       Lecture 004 (Eskandari), algorithm 8.1; lecture 003, "Basic Algorithms".
     """
-    return optax.chain(scale_by_learning_rate(learning_rate))
+    return tag(optax.chain(scale_by_learning_rate(learning_rate)), Rule("sgd", learning_rate))
 
 
 def momentum(
@@ -83,10 +84,13 @@ def momentum(
     """
     check_choice("form", form, ("velocity", "ema", "accumulate"))
     if form == "velocity":
-        return optax.chain(scale_by_learning_rate(learning_rate), scale_by_trace(beta))
-    if form == "ema":
-        return optax.chain(scale_by_ema(beta), scale_by_learning_rate(learning_rate))
-    return optax.chain(scale_by_trace(beta), scale_by_learning_rate(learning_rate))
+        tx = optax.chain(scale_by_learning_rate(learning_rate), scale_by_trace(beta))
+    elif form == "ema":
+        tx = optax.chain(scale_by_ema(beta), scale_by_learning_rate(learning_rate))
+    else:
+        tx = optax.chain(scale_by_trace(beta), scale_by_learning_rate(learning_rate))
+    name = "momentum_ema" if form == "ema" else "momentum"  # velocity = accumulate (heavy ball)
+    return tag(tx, Rule(name, learning_rate, beta))
 
 
 def nesterov(learning_rate: ScalarOrSchedule, beta: jax.typing.ArrayLike = 0.9) -> _GTX:
@@ -107,7 +111,8 @@ def nesterov(learning_rate: ScalarOrSchedule, beta: jax.typing.ArrayLike = 0.9) 
       Lecture 001 (LeCun & Defazio), "Momentum accelerates"; lecture 003, "Nesterov
       Momentum"; Sutskever et al., 2013.
     """
-    return optax.chain(scale_by_trace(beta, nesterov=True), scale_by_learning_rate(learning_rate))
+    tx = optax.chain(scale_by_trace(beta, nesterov=True), scale_by_learning_rate(learning_rate))
+    return tag(tx, Rule("nesterov", learning_rate, beta))
 
 
 def adagrad(learning_rate: ScalarOrSchedule, eps: jax.typing.ArrayLike = 1e-7) -> _GTX:
@@ -121,7 +126,8 @@ def adagrad(learning_rate: ScalarOrSchedule, eps: jax.typing.ArrayLike = 1e-7) -
     References:
       Lecture 003 (Favaro), "AdaGrad"; lecture 004, algorithm 8.4; Duchi et al., 2011.
     """
-    return optax.chain(scale_by_adagrad(eps), scale_by_learning_rate(learning_rate))
+    tx = optax.chain(scale_by_adagrad(eps), scale_by_learning_rate(learning_rate))
+    return tag(tx, Rule("adagrad", learning_rate, None, Preconditioner("adagrad", eps)))
 
 
 def rmsprop(
@@ -158,7 +164,8 @@ def rmsprop(
     ]
     if momentum is not None:
         parts.append(scale_by_trace(momentum))
-    return optax.chain(*parts)
+    precond = Preconditioner("rms", eps, eps_in_sqrt=eps_in_sqrt)
+    return tag(optax.chain(*parts), Rule("rmsprop", learning_rate, momentum, precond))
 
 
 def adam(
@@ -193,10 +200,12 @@ def adam(
     References:
       Lecture 003 (Favaro), "Adam"; lecture 001, "Adam"; Kingma & Ba, 2015.
     """
-    return optax.chain(
+    tx = optax.chain(
         scale_by_adam(b1, b2, eps, bias_correction=bias_correction),
         scale_by_learning_rate(learning_rate),
     )
+    precond = Preconditioner("adam", eps, b2, bias_correction=bias_correction)
+    return tag(tx, Rule("adam", learning_rate, b1, precond))
 
 
 def adadelta(
@@ -212,7 +221,8 @@ def adadelta(
     References:
       Zeiler, "ADADELTA: An Adaptive Learning Rate Method", 2012; lecture 003 lists it.
     """
-    return optax.chain(scale_by_adadelta(rho, eps), scale_by_learning_rate(learning_rate))
+    tx = optax.chain(scale_by_adadelta(rho, eps), scale_by_learning_rate(learning_rate))
+    return tag(tx, Rule("adadelta", learning_rate))
 
 
 def delta_bar_delta(
@@ -236,7 +246,8 @@ def delta_bar_delta(
     References:
       Lecture 003 (Favaro), "Delta-bar-delta Algorithm"; Jacobs, 1988.
     """
-    return optax.chain(scale_by_delta_bar_delta(learning_rate, kappa, phi, gamma))
+    tx = optax.chain(scale_by_delta_bar_delta(learning_rate, kappa, phi, gamma))
+    return tag(tx, Rule("delta_bar_delta", learning_rate))
 
 
 def sign_sgd(learning_rate: ScalarOrSchedule) -> _GTX:
@@ -245,7 +256,8 @@ def sign_sgd(learning_rate: ScalarOrSchedule) -> _GTX:
     References:
       Lecture 002 (Congeduti), "Normalizing gradients"; Bernstein et al., 2018.
     """
-    return optax.chain(scale_by_sign(), scale_by_learning_rate(learning_rate))
+    tx = optax.chain(scale_by_sign(), scale_by_learning_rate(learning_rate))
+    return tag(tx, Rule("sign_sgd", learning_rate))
 
 
 def normalized_sgd(learning_rate: ScalarOrSchedule, eps: jax.typing.ArrayLike = 1e-12) -> _GTX:
@@ -256,7 +268,8 @@ def normalized_sgd(learning_rate: ScalarOrSchedule, eps: jax.typing.ArrayLike = 
     References:
       Lecture 002 (Congeduti), "Normalizing gradients".
     """
-    return optax.chain(scale_by_global_norm(eps), scale_by_learning_rate(learning_rate))
+    tx = optax.chain(scale_by_global_norm(eps), scale_by_learning_rate(learning_rate))
+    return tag(tx, Rule("normalized_sgd", learning_rate))
 
 
 def newton(

@@ -13,6 +13,11 @@ r"""Figures a person reads at a glance.
 - :func:`sharpness`: :math:`\lambda_{\max}` against :math:`2/\alpha` during training
   (lecture 000, ``000_d710887e2ef8e555.txt``: gradient descent is stable for
   :math:`\alpha < 2/\lambda_{\max}`).
+- :func:`interpolation`: the loss along the line between two parameter vectors
+  (``jol.curvature.interpolate``; Goodfellow et al. 2015), the end points marked.
+- :func:`loss_surface`: contours of the loss on a 2-D slice through the parameters
+  (``jol.curvature.loss_surface``; Li et al. 2018), optionally with a training
+  trajectory projected onto the slice.
 - :func:`subplots`: an empty figure made the same way, to compose panels of your own.
 - :func:`save`: a sharp PNG (:data:`DPI`), the figure closed if pyplot holds it.
 
@@ -55,7 +60,7 @@ import matplotlib
 import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import LineCollection
-from matplotlib.colors import Normalize
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -973,5 +978,224 @@ def sharpness(
     ax.set_ylabel("curvature")
     ax.set_title(title or "sharpness vs 2 / learning rate")
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return Plot(fig, ax)
+
+
+def interpolation(result: Any, *, ax=None, title: str | None = None) -> Plot:
+    r"""The loss along the line :math:`(1 - \alpha)\,\theta_a + \alpha\,\theta_b`.
+
+    From ``jol.curvature.interpolate`` (Goodfellow et al. 2015): the loss against
+    :math:`\alpha`, on a log scale when every loss is positive, with the two end points
+    (:math:`\alpha = 0`: :math:`\theta_a`, :math:`\alpha = 1`: :math:`\theta_b`) marked
+    and labelled when they lie within the alphas evaluated.
+
+    Args:
+      result: an ``Interpolation`` ``(alphas, losses)`` (1-D arrays of one length).
+      ax: an axes to draw on; a new figure is made when None.
+      title: the axes title.
+
+    Returns:
+      ``Plot(fig, ax)``: the figure and its single axes (``ax`` itself when given).
+    """
+    try:
+        alphas = np.asarray(result.alphas, np.float64)
+        losses = np.asarray(result.losses, np.float64)
+    except AttributeError:
+        raise TypeError(
+            "`result` must be the Interpolation (alphas, losses) that "
+            f"jol.curvature.interpolate returned, got {type(result).__name__}."
+        ) from None
+    if alphas.ndim != 1 or alphas.shape != losses.shape or alphas.size == 0:
+        raise ValueError(
+            f"`result` must have alphas and losses of one 1-D shape, got {alphas.shape} and "
+            f"{losses.shape}."
+        )
+    order = np.argsort(alphas, kind="stable")
+    alphas, losses = alphas[order], losses[order]
+    finite = np.isfinite(losses)
+    log = bool(finite.any() and np.all(losses[finite] > 0))
+    fig, ax = _new_axes(ax, (6.0, 4.0))
+    ax.plot(alphas, losses, "-", color="C0", lw=1.5, label="loss")
+    for alpha, name, marker, color in ((0.0, "a", "o", "C2"), (1.0, "b", "s", "C3")):
+        if not alphas[0] <= alpha <= alphas[-1]:
+            continue
+        value = float(np.interp(alpha, alphas, losses))
+        if not np.isfinite(value):
+            continue
+        ax.plot(
+            alpha,
+            value,
+            marker,
+            color=color,
+            ms=7,
+            mec="k",
+            zorder=3,
+            label=f"$\\theta_{name}$ ($\\alpha$ = {alpha:g}): {value:.4g}",
+        )
+        ax.annotate(
+            f"$\\theta_{name}$",
+            (alpha, value),
+            xytext=(0, 8),
+            textcoords="offset points",
+            ha="center",
+            fontsize=9,
+            color=color,
+        )
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("$\\alpha$ in $(1 - \\alpha)\\,\\theta_a + \\alpha\\,\\theta_b$")
+    ax.set_ylabel("loss")
+    ax.set_title(title or "loss along the line from $\\theta_a$ to $\\theta_b$")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return Plot(fig, ax)
+
+
+def _snapshots(trajectory: Any, like: Any) -> np.ndarray:
+    """Parameter snapshots as a ``(T, D)`` array, flattened in ``ravel_pytree`` order.
+
+    ``trajectory`` is a pytree like ``like`` whose leaves have a leading time axis, or a
+    sequence of pytrees like ``like`` (NNX modules are read as their ``nnx.Param`` state).
+    """
+    want = jax.tree.structure(like)
+    shapes = [np.shape(x) for x in jax.tree.leaves(like)]
+
+    trajectory = _param_state(trajectory)
+    if jax.tree.structure(trajectory) == want:
+        leaves = [np.asarray(x, np.float64) for x in jax.tree.leaves(trajectory)]
+        stacked = all(
+            x.ndim == len(s) + 1 and x.shape[1:] == s for x, s in zip(leaves, shapes, strict=True)
+        )
+        if stacked and len({x.shape[0] for x in leaves}) == 1:
+            return np.concatenate([x.reshape(x.shape[0], -1) for x in leaves], axis=1)
+    elif isinstance(trajectory, Sequence) and not isinstance(trajectory, str) and trajectory:
+        rows = []
+        for snapshot in trajectory:
+            snapshot = _param_state(snapshot)
+            if jax.tree.structure(snapshot) != want:
+                break
+            leaves = [np.asarray(x, np.float64) for x in jax.tree.leaves(snapshot)]
+            if [x.shape for x in leaves] != shapes:
+                break
+            rows.append(np.concatenate([x.reshape(-1) for x in leaves]))
+        else:
+            return np.stack(rows)
+    raise ValueError(
+        "`trajectory` must be a sequence of parameter snapshots shaped like the surface's "
+        f"directions (leaf shapes {shapes}), or one pytree of that structure whose leaves "
+        "have a leading time axis."
+    )
+
+
+def _param_state(tree: Any) -> Any:
+    """An NNX module as its ``nnx.Param`` state; anything else unchanged."""
+    try:
+        from flax import nnx
+    except ImportError:  # pragma: no cover - flax is a dependency
+        return tree
+    return nnx.state(tree, nnx.Param) if isinstance(tree, nnx.Module) else tree
+
+
+def loss_surface(
+    surface: Any,
+    *,
+    trajectory: Any = None,
+    levels: int = 30,
+    log: bool = True,
+    ax=None,
+    title: str | None = None,
+) -> Plot:
+    r"""Contours of the loss on a 2-D slice :math:`L(\theta + a\,\delta + b\,\eta)`.
+
+    From ``jol.curvature.loss_surface`` (Li et al. 2018): filled contours of the loss over
+    the grid ``(x, y)``, with a colorbar and the centre :math:`\theta` (``a = b = 0``)
+    marked. A training ``trajectory`` is drawn in the slice: each snapshot's displacement
+    from the centre is projected onto the plane of the two directions (least squares over
+    the flattened parameters), its start and end marked. Random directions in many
+    dimensions are nearly orthogonal to a trajectory, so its projection can be short;
+    pass directions that span it (e.g. its principal components) to see it whole.
+
+    Args:
+      surface: a ``LossSurface`` (``x``, ``y``, ``losses`` of shape (len(y), len(x)),
+        and, for a trajectory, ``directions`` and ``center``).
+      trajectory: parameter snapshots in time order: a list of pytrees like the
+        parameters (or NNX modules), or one pytree whose leaves have a leading time axis.
+      levels: number of contour levels (an int >= 2).
+      log: logarithmic levels and colours (used only when every finite loss is > 0).
+      ax: an axes to draw on; a new figure is made when None.
+      title: the axes title.
+
+    Returns:
+      ``Plot(fig, ax)``: the figure and its single axes (``ax`` itself when given); the
+      colorbar is not among them.
+    """
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise ValueError(f"`levels` must be an int >= 2, got {levels!r}.")
+    try:
+        x = np.asarray(surface.x, np.float64)
+        y = np.asarray(surface.y, np.float64)
+        zz = np.asarray(surface.losses, np.float64)
+    except AttributeError:
+        raise TypeError(
+            "`surface` must be the LossSurface that jol.curvature.loss_surface returned, got "
+            f"{type(surface).__name__}."
+        ) from None
+    if x.ndim != 1 or y.ndim != 1 or zz.shape != (y.size, x.size) or min(x.size, y.size) < 2:
+        raise ValueError(
+            f"`surface` must have x (gx,), y (gy,) and losses (gy, gx) with gx, gy >= 2, got "
+            f"{x.shape}, {y.shape} and {zz.shape}."
+        )
+    path = None
+    if trajectory is not None:
+        directions = getattr(surface, "directions", None)
+        center = getattr(surface, "center", None)
+        if directions is None or center is None:
+            raise ValueError(
+                "`trajectory` needs the surface's `directions` and `center` to project onto; "
+                "pass the LossSurface that jol.curvature.loss_surface returned."
+            )
+        basis = _snapshots(list(directions), center).T  # (D, 2)
+        start = _snapshots([center], center)[0]
+        moves = _snapshots(trajectory, center) - start[None, :]
+        path = np.linalg.lstsq(basis, moves.T, rcond=None)[0].T  # (T, 2)
+
+    finite = zz[np.isfinite(zz)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    log = bool(log) and lo > 0
+    if log:
+        lv = np.geomspace(lo, hi if hi > lo else lo * 10.0, levels)
+        norm = LogNorm(lv[0], lv[-1])
+    else:
+        lv = np.linspace(lo, hi if hi > lo else lo + 1.0, levels)
+        norm = Normalize(lv[0], lv[-1])
+    z = np.ma.masked_invalid(zz)
+    fig, ax = _new_axes(ax, (6.0, 5.0))
+    filled = ax.contourf(x, y, z, levels=lv, cmap="viridis", norm=norm, zorder=1)
+    ax.contour(x, y, z, levels=lv, colors="k", linewidths=0.3, alpha=0.4, zorder=1)
+    ticks = lv[:: max(1, (levels - 1) // 6)]
+    bar = fig.colorbar(
+        filled, ax=ax, ticks=ticks, format="%.4g", label="loss (log scale)" if log else "loss"
+    )
+    bar.minorticks_off()
+    center_loss = getattr(surface, "center_loss", None)
+    label = "centre" if center_loss is None else f"centre: loss {float(center_loss):.4g}"
+    ax.plot(0.0, 0.0, "*", color="white", mec="k", ms=13, zorder=4, label=label)
+    if path is not None:
+        ax.plot(
+            path[:, 0],
+            path[:, 1],
+            ".-",
+            color="tab:red",
+            lw=1.4,
+            ms=3,
+            zorder=3,
+            label="trajectory",
+        )
+        ax.plot(*path[0], "o", color="tab:red", mfc="white", mew=1.5, ms=8, zorder=4, label="start")
+        ax.plot(*path[-1], "X", color="tab:red", mec="k", ms=9, zorder=4, label="end")
+    ax.set_xlabel("direction 1 ($a$)")
+    ax.set_ylabel("direction 2 ($b$)")
+    ax.set_title(title or "loss surface")
     ax.legend(fontsize=7, loc="best")
     return Plot(fig, ax)

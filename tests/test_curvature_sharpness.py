@@ -26,8 +26,10 @@ def test_reports_the_exact_lambda_max_of_a_quadratic():
         "2/learning_rate",
         "sharpness_converged",
         "sharpness_matvecs",
+        "stability_threshold",  # without an optimizer: gradient descent's, = 2 / lr
     }
     np.testing.assert_allclose(metrics["sharpness"], 8.0, rtol=1e-6)
+    np.testing.assert_allclose(metrics["stability_threshold"], 20.0, rtol=1e-6)
     np.testing.assert_allclose(metrics["2/learning_rate"], 20.0)
     assert float(metrics["sharpness_converged"]) == 1.0
     np.testing.assert_allclose(jnp.abs(state.vector), jnp.eye(6)[5], atol=1e-4)  # e_6

@@ -29,8 +29,10 @@ class Callback(Protocol):
     The whole training state is there for a callback that asks: a ``__call__`` that
     accepts the keyword arguments ``opt_state`` (the optimizer state, e.g. Adam's moments),
     ``model_state`` (the model's other state: BatchNorm statistics, ``state=`` of a
-    functional model; None without) or ``model`` (for a Flax NNX model, the module in
-    evaluation mode; None otherwise), or ``**kwargs``, gets them. For an NNX model
+    functional model; None without), ``model`` (for a Flax NNX model, the module in
+    evaluation mode; None otherwise) or ``optimizer`` (the run's optax transformation; in
+    a sweep, ``make_optimizer`` of the run's traced hyperparameters), or ``**kwargs``,
+    gets them. For an NNX model
     ``params`` is the ``nnx.State`` the optimizer acts on.
 
     Attributes:
@@ -69,7 +71,7 @@ class Callback(Protocol):
         ...
 
 
-EXTRAS = ("opt_state", "model_state", "model")
+EXTRAS = ("opt_state", "model_state", "model", "optimizer")
 """The keyword arguments a callback may accept, besides ``step, params, state``."""
 
 

@@ -179,6 +179,7 @@ def _block(model: Model, optimizer, spec: Spec, data, monitor, eval_data):
     block's updates are all real or all padding, so one ``lax.cond`` per block decides.
     """
     factor = spec.divergence_factor
+    given = optimizer  # what callbacks see: the transformation as the user made it
     optimizer = with_extra_args(optimizer)
     # Callbacks due between logged steps (`every` not a multiple of `log_every`) run in
     # the inner loop too; their metrics there are not kept, their state is.
@@ -202,6 +203,7 @@ def _block(model: Model, optimizer, spec: Spec, data, monitor, eval_data):
                 opt_state=state.opt_state,
                 model_state=state.model_state,
                 model=model.module(state.params, state.model_state),
+                optimizer=given,
             )
             return cb_state, {k: _as_metric(v) for k, v in metrics.items()}
 

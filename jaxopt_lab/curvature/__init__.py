@@ -12,8 +12,20 @@ from jaxopt_lab.curvature._dense import dense_hessian as dense_hessian
 from jaxopt_lab.curvature._eigen import Eigen as Eigen
 from jaxopt_lab.curvature._eigen import eigenvalues as eigenvalues
 from jaxopt_lab.curvature._eigen import power_iteration as power_iteration
+from jaxopt_lab.curvature._ggn import OUTPUT_LOSSES as OUTPUT_LOSSES
+from jaxopt_lab.curvature._ggn import FisherOperator as FisherOperator
+from jaxopt_lab.curvature._ggn import GGNOperator as GGNOperator
+from jaxopt_lab.curvature._ggn import fisher_operator as fisher_operator
+from jaxopt_lab.curvature._ggn import ggn_operator as ggn_operator
 from jaxopt_lab.curvature._operator import HessianOperator as HessianOperator
 from jaxopt_lab.curvature._operator import hvp_operator as hvp_operator
+from jaxopt_lab.curvature._precondition import PreconditionedOperator as PreconditionedOperator
+from jaxopt_lab.curvature._precondition import diagonal_preconditioner as diagonal_preconditioner
+from jaxopt_lab.curvature._precondition import precondition as precondition
+from jaxopt_lab.curvature._precondition import (
+    preconditioned_sharpness as preconditioned_sharpness,
+)
+from jaxopt_lab.curvature._precondition import stability_threshold as stability_threshold
 from jaxopt_lab.curvature._sharpness import SharpnessCallback as SharpnessCallback
 from jaxopt_lab.curvature._sharpness import SharpnessState as SharpnessState
 from jaxopt_lab.curvature._sharpness import sharpness_callback as sharpness_callback
@@ -21,12 +33,24 @@ from jaxopt_lab.curvature._stochastic import SpectralDensity as SpectralDensity
 from jaxopt_lab.curvature._stochastic import TraceEstimate as TraceEstimate
 from jaxopt_lab.curvature._stochastic import density as density
 from jaxopt_lab.curvature._stochastic import trace as trace
+from jaxopt_lab.curvature._surface import Interpolation as Interpolation
+from jaxopt_lab.curvature._surface import LossSurface as LossSurface
+from jaxopt_lab.curvature._surface import interpolate as interpolate
+from jaxopt_lab.curvature._surface import loss_surface as loss_surface
+from jaxopt_lab.transforms._rule import Preconditioner as Preconditioner
 
 __all__ = [
     "DENSE_MAX_BYTES",
+    "OUTPUT_LOSSES",
     "CurvatureReport",
     "Eigen",
+    "FisherOperator",
+    "GGNOperator",
     "HessianOperator",
+    "Interpolation",
+    "LossSurface",
+    "PreconditionedOperator",
+    "Preconditioner",
     "SharpnessCallback",
     "SharpnessState",
     "SpectralDensity",
@@ -35,9 +59,17 @@ __all__ = [
     "classify",
     "dense_hessian",
     "density",
+    "diagonal_preconditioner",
     "eigenvalues",
+    "fisher_operator",
+    "ggn_operator",
     "hvp_operator",
+    "interpolate",
+    "loss_surface",
     "power_iteration",
+    "precondition",
+    "preconditioned_sharpness",
     "sharpness_callback",
+    "stability_threshold",
     "trace",
 ]

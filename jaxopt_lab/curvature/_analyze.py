@@ -21,7 +21,7 @@ from jaxopt_lab._validation import (
     check_tolerance,
 )
 from jaxopt_lab.curvature._eigen import eigenvalues
-from jaxopt_lab.curvature._operator import HessianOperator, hvp_operator
+from jaxopt_lab.curvature._operator import HessianOperator, as_operator
 
 KINDS = ("minimum", "maximum", "saddle", "degenerate", "not_critical", "nonfinite")
 METHODS = ("auto", "dense", "lanczos")
@@ -49,6 +49,7 @@ class CurvatureReport(NamedTuple):
     num_matvecs: int  # Hessian-vector products used (D on the dense path)
     grad_tol: float  # absolute: critical point when grad_norm <= grad_tol
     zero_tol: float  # absolute: an eigenvalue with |l| <= zero_tol counts as zero
+    curvature: str = "hessian"  # the matrix analyzed: "hessian" | "ggn" | "fisher"
 
     def _condition(self) -> str:
         if not math.isnan(self.condition_number):
@@ -91,7 +92,8 @@ class CurvatureReport(NamedTuple):
             (
                 "method",
                 f"{self.method}, D = {self.size:,}, {self.num_matvecs} HVPs, "
-                f"converged = {self.converged}",
+                f"converged = {self.converged}"
+                + ("" if self.curvature == "hessian" else f", of the {self.curvature.upper()}"),
             ),
         ]
         return rows
@@ -191,8 +193,8 @@ def _inv(x: float) -> float:
 
 
 def analyze(
-    loss_fn: Callable[..., jax.Array],
-    params: Any,
+    loss_fn: Callable[..., jax.Array] | HessianOperator,
+    params: Any = None,
     data: Any = None,
     *,
     batch_size: int | None = None,
@@ -222,7 +224,10 @@ def analyze(
       :math:`1 - \mu/L`.
 
     Args:
-      loss_fn: ``loss_fn(params, batch)`` (``loss_fn(params)`` when ``data`` is None).
+      loss_fn: ``loss_fn(params, batch)`` (``loss_fn(params)`` when ``data`` is None), or
+        an operator (:func:`hvp_operator`, :func:`ggn_operator`, :func:`fisher_operator`;
+        then omit ``params`` and ``data``): the report is then of that matrix (its
+        ``curvature`` field says which), the loss and gradient those of its loss.
       params: a pytree or an ``nnx.Module`` (inference mode).
       data: a pytree of arrays with a leading example axis, or None.
       batch_size: examples per batch when accumulating over ``data``.
@@ -266,7 +271,7 @@ def analyze(
             f"`learning_rate` must be a number > 0 (or None for 1 / lambda_max), got "
             f"{learning_rate!r}."
         )
-    op = hvp_operator(loss_fn, params, data, batch_size=batch_size)
+    op = as_operator(loss_fn, params, data, batch_size)
     size = op.size
     if method == "auto":
         method = "dense" if size <= max_dense else "lanczos"
@@ -335,4 +340,5 @@ def analyze(
         num_matvecs=num_matvecs,
         grad_tol=float(grad_tol),
         zero_tol=zero_tol,
+        curvature=op.kind,
     )

@@ -166,6 +166,8 @@ class HessianOperator:
       dtype: the parameters' dtype (the promoted one when leaves differ).
     """
 
+    kind = "hessian"  # the matrix: "hessian", "ggn" (GGNOperator), "fisher" (FisherOperator)
+
     def __init__(self, loss, params, extra, data, batch_size, mesh):
         self.loss = loss
         self.params = params
@@ -393,8 +395,9 @@ def as_operator(
     if isinstance(loss_fn_or_op, HessianOperator):
         if params is not None or data is not None:
             raise ValueError(
-                "Got a HessianOperator together with `params`/`data`: the operator already "
-                "holds them. Pass only the operator, or a loss function with params and data."
+                f"Got a {type(loss_fn_or_op).__name__} together with `params`/`data`: the "
+                "operator already holds them. Pass only the operator, or a loss function with "
+                "params and data."
             )
         return loss_fn_or_op
     if params is None:
