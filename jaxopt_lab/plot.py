@@ -904,20 +904,27 @@ def sharpness(
     history: Mapping[str, Any],
     *,
     learning_rate: float | None = None,
+    preconditioned: bool | None = None,
     ax=None,
     title: str | None = None,
 ) -> Plot:
-    r"""Sharpness :math:`\lambda_{\max}` against the stability bound :math:`2/\alpha`.
+    r"""Sharpness :math:`\lambda_{\max}` against the optimizer's stability threshold.
 
     Gradient descent on the local quadratic is stable only while
     :math:`\lambda_{\max} < 2/\alpha` (lecture 000, ``000_d710887e2ef8e555.txt``);
-    ``jol.curvature.sharpness_callback`` records both during ``jol.train``. Steps where
-    the sharpness is above the bound are shaded.
+    heavy-ball momentum while :math:`\lambda_{\max} < (2 + 2\beta)/\alpha`; Adam while its
+    preconditioned sharpness :math:`\lambda_{\max}(P^{-1}H) < (2 + 2\beta_1)/((1-\beta_1)\alpha)`
+    (Cohen et al. 2022). ``jol.curvature.sharpness_callback`` records the sharpness, the
+    rule's ``stability_threshold`` and, with ``preconditioned=True``, the preconditioned
+    sharpness. Steps where the sharpness is above the threshold are shaded.
 
     Args:
       history: a history with ``sharpness`` (NaN where not evaluated) and ``step``, and
-        ``2/learning_rate`` or ``learning_rate``; or a mapping of run names to histories.
-      learning_rate: the (constant) learning rate, when the history has neither column.
+        ``stability_threshold``, ``2/learning_rate`` or ``learning_rate``; or a mapping of
+        run names to histories.
+      learning_rate: the (constant) learning rate, when the history has none of those.
+      preconditioned: plot ``preconditioned_sharpness`` (default: when the history has
+        it) against ``stability_threshold``.
       ax: an axes to draw on; a new figure is made when None.
       title: the axes title.
 
@@ -927,41 +934,58 @@ def sharpness(
     runs = _runs(history)
     fig, ax = _new_axes(ax, (6.0, 4.0))
     colors = matplotlib.colormaps["tab10"].colors
+    named = {"gd": False, "other": False, "preconditioned": False}
     for i, (name, run) in enumerate(runs.items()):
-        if "sharpness" not in run:
+        where = f"`history`{f'[{name!r}]' if name else ''}"
+        pre = "preconditioned_sharpness" in run if preconditioned is None else preconditioned
+        key = "preconditioned_sharpness" if pre else "sharpness"
+        if key not in run:
             raise ValueError(
-                f"`history`{f'[{name!r}]' if name else ''} has no `sharpness`; record it with "
-                "jol.curvature.sharpness_callback(..., learning_rate=...)."
+                f"{where} has no `{key}`; record it with jol.curvature.sharpness_callback("
+                + (
+                    "..., preconditioned=True, optimizer=tx)."
+                    if pre
+                    else "..., learning_rate=...)."
+                )
             )
-        lam = np.asarray(run["sharpness"], np.float64)
+        lam = np.asarray(run[key], np.float64)
         steps = _steps(run, lam.size)
+        two_over_lr = None
         if "2/learning_rate" in run:
-            bound = np.asarray(run["2/learning_rate"], np.float64)
+            two_over_lr = np.asarray(run["2/learning_rate"], np.float64)
         elif "learning_rate" in run:
-            bound = 2.0 / np.asarray(run["learning_rate"], np.float64)
+            two_over_lr = 2.0 / np.asarray(run["learning_rate"], np.float64)
         elif learning_rate is not None:
-            bound = np.full(lam.size, 2.0 / float(learning_rate))
+            two_over_lr = np.full(lam.size, 2.0 / float(learning_rate))
+        if "stability_threshold" in run:
+            bound = np.asarray(run["stability_threshold"], np.float64)
+            same = two_over_lr is not None and np.allclose(bound, two_over_lr, equal_nan=True)
+            bound_label = "2 / learning rate" if same else "stability threshold"
+        elif pre:
+            raise ValueError(
+                f"{where} has no `stability_threshold` to hold the preconditioned sharpness "
+                "against; record it with sharpness_callback(..., optimizer=tx)."
+            )
+        elif two_over_lr is not None:
+            bound, bound_label = two_over_lr, "2 / learning rate"
         else:
             raise ValueError(
-                "`learning_rate` is needed: the history has neither `2/learning_rate` nor "
-                "`learning_rate`."
+                "`learning_rate` is needed: the history has neither `stability_threshold`, "
+                "`2/learning_rate` nor `learning_rate`."
             )
+        named["gd" if bound_label.startswith("2") else "other"] = True
+        named["preconditioned"] |= pre
         ok = np.isfinite(lam)
         color = colors[i % len(colors)]
         prefix = f"{name}: " if name else ""
-        ax.plot(
-            steps[ok],
-            lam[ok],
-            "o-",
-            color=color,
-            ms=3,
-            lw=1.5,
-            label=f"{prefix}sharpness $\\lambda_{{max}}$",
+        what = (
+            "preconditioned sharpness $\\lambda_{max}(P^{-1}H)$"
+            if pre
+            else "sharpness $\\lambda_{max}$"
         )
+        ax.plot(steps[ok], lam[ok], "o-", color=color, ms=3, lw=1.5, label=f"{prefix}{what}")
         b_ok = np.isfinite(bound)
-        ax.plot(
-            steps[b_ok], bound[b_ok], "--", color=color, lw=1.2, label=f"{prefix}2 / learning rate"
-        )
+        ax.plot(steps[b_ok], bound[b_ok], "--", color=color, lw=1.2, label=f"{prefix}{bound_label}")
         both = ok & b_ok
         if both.any():
             ax.fill_between(
@@ -974,9 +998,14 @@ def sharpness(
                 lw=0,
                 interpolate=True,
             )
+    default_title = (
+        "sharpness vs 2 / learning rate"
+        if not named["other"] and not named["preconditioned"]
+        else "sharpness vs the stability threshold"
+    )
     ax.set_xlabel("step")
     ax.set_ylabel("curvature")
-    ax.set_title(title or "sharpness vs 2 / learning rate")
+    ax.set_title(title or default_title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     return Plot(fig, ax)

@@ -9,8 +9,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+import jaxopt_lab as jol
 from jaxopt_lab import cli, landscapes
 from jaxopt_lab.cli import race, registry
 from jaxopt_lab.cli import sweep as sweep_command
@@ -313,3 +315,25 @@ def test_out_is_checked_before_any_work(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("")
     code, _, err = _run(["sweep", "--out", str(tmp_path / "file"), "--no-progress"])
     assert code == 2 and "argument --out" in err and "is a file" in err, err
+
+
+def test_the_demo_holds_adam_to_its_own_threshold():
+    """Adam retrained by the demo: the preconditioned sharpness against 38 / lr, and the
+    advice judged on it."""
+    from jaxopt_lab import datasets
+    from jaxopt_lab.cli import analysis, demo
+    from jaxopt_lab.cli.problem import digits_mlp
+
+    best = {"optimizer": "adam", "learning_rate": 0.003, "momentum": None}
+    model, ds = digits_mlp(demo.QUICK.hidden), datasets.digits()
+    trained = demo.retrain(model, ds, best, demo.QUICK, progress=False)
+    h = trained.history
+    np.testing.assert_allclose(h["stability_threshold"][0], 38 / 0.003, rtol=1e-5)
+    summary = analysis.sharpness_summary(h, best, demo.QUICK.sharpness_examples)
+    assert summary["quantity"] == "preconditioned_sharpness"
+    assert summary["bound"] == pytest.approx(38 / 0.003, rel=1e-5)
+    assert summary["initial_step"] == demo.QUICK.sharpness_every  # none before an update
+    report = jol.curvature.analyze(model.loss_fn, trained.params, ds.train, method="lanczos", k=1)
+    advice = analysis.learning_rate_advice(report, best, preconditioned=50.0)
+    assert advice["threshold"] == pytest.approx(38 / 0.003, rel=1e-5)
+    assert "preconditioned sharpness lambda_max(P^-1 H) = 50" in advice["text"]

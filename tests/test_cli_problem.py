@@ -97,7 +97,9 @@ def test_registry_stability_thresholds():
     # Adam, b1 = 0.9: (2 + 2 b1) / ((1 - b1) lr) = 38 / lr, on the preconditioned Hessian
     adam = registry.get("adam")
     assert adam.threshold(1.0) == pytest.approx(38.0) and adam.preconditioned
-    assert registry.get("adagrad").threshold(0.1) is None
+    adagrad = registry.get("adagrad")  # 2 / lr, on its preconditioned Hessian
+    assert adagrad.threshold(0.1) == pytest.approx(20.0) and adagrad.preconditioned
+    assert registry.get("sign_sgd").threshold(0.1) is None  # no such bound
     # the label reads the coefficient from a sweep row: momentum 0 is plain SGD
     assert registry.get("momentum").label({"momentum": 0.0}) == "SGD"
     assert registry.get("momentum").label({"momentum": 0.5}) == "SGD + momentum 0.5"

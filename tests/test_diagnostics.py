@@ -359,3 +359,25 @@ def test_unit_health_counts_nonfinite_units():
     assert health.nonfinite_fraction == {"h": 2 / 3}
     assert "NON-FINITE" in str(health)
     assert jol.diagnostics.unit_health({"h": jnp.ones((2, 3))}).healthy
+
+
+def test_sharpness_is_judged_against_the_threshold_of_the_rule():
+    """Heavy-ball momentum 0.9 at lr 0.1 is stable up to 38, not 2/lr = 20: a sharpness
+    of 30 is instability only for plain gradient descent."""
+    steps = np.arange(0, 200, 10)
+    history = {
+        "step": steps,
+        "train_loss": 1.0 / (1.0 + 0.05 * steps),
+        "sharpness": np.full(steps.size, 30.0),
+        "2/learning_rate": np.full(steps.size, 20.0),
+    }
+    assert "instability" in [f.problem for f in dg.diagnose(history, gradient_descent=True)]
+    momentum = {**history, "stability_threshold": np.full(steps.size, 38.0)}
+    assert "instability" not in [f.problem for f in dg.diagnose(momentum)]
+    # Adam: the preconditioned sharpness against (2 + 2 b1) / ((1 - b1) lr)
+    adam = {**momentum, "preconditioned_sharpness": np.full(steps.size, 50.0)}
+    (finding,) = [f for f in dg.diagnose(adam) if f.problem == "instability"]
+    assert finding.evidence["preconditioned_sharpness"] == 50.0
+    assert "preconditioned sharpness lambda_max(P^-1 H) = 50 exceeds the optimizer's" in (
+        finding.summary
+    )

@@ -33,7 +33,6 @@ from jaxopt_lab.cli import race as races
 from jaxopt_lab.cli import registry, report
 from jaxopt_lab.cli.analysis import (
     diagnose,
-    effective_rate,
     learning_rate_advice,
     sharpness_summary,
     spectrum_summary,
@@ -251,13 +250,17 @@ def retrain(model: Problem, ds, best: dict, config: DemoConfig, progress: bool):
     Uses the seed's keys (``jol.seed_keys``), so the run is the sweep's run again, now
     with the sharpness recorded.
     """
-    tx = registry.get(best["optimizer"]).make(best["learning_rate"], best["momentum"])
+    entry = registry.get(best["optimizer"])
+    tx = entry.make(best["learning_rate"], best["momentum"])
     subset = jax.tree.map(lambda a: a[: config.sharpness_examples], ds.train)
+    # the threshold is the rule's own (tx carries it); an adaptive rule's is on the
+    # preconditioned sharpness, read from its state during the run
     callback = curvature.sharpness_callback(
         model.loss_fn,
         subset,
         every=config.sharpness_every,
-        learning_rate=effective_rate(best),
+        preconditioned=entry.preconditioned,
+        optimizer=tx,
     )
     init_key, data_key = seed_keys(0)
     return train(
@@ -356,13 +359,15 @@ class _Demo:
         name = report.describe(best)
         fig, _ = plot.training_curves(history, title=f"digits MLP, {name}")
         self.save(fig, "training_curves")
-        fig, ax = plot.sharpness(history, title=f"sharpness on {examples} examples, {name}")
+        what = "preconditioned sharpness" if sharpness["quantity"] != "sharpness" else "sharpness"
+        fig, ax = plot.sharpness(history, title=f"{what} on {examples} examples, {name}")
         ax.set_yscale("log")  # the bound can be far above the sharpness
         self.save(fig, "sharpness")
         return trained, retrained, sharpness
 
-    def hessian(self, params, best: dict) -> dict:
+    def hessian(self, trained, best: dict) -> dict:
         c = self.config
+        params = trained.params
         analysis = curvature.analyze(
             self.model.loss_fn,
             params,
@@ -382,7 +387,21 @@ class _Demo:
         )
         print(analysis)
         spectrum = spectrum_summary(analysis, c.top_k, density)
-        spectrum["learning_rate_advice"] = learning_rate_advice(analysis, best)
+        entry = registry.get(best["optimizer"])
+        preconditioned = None
+        if entry.preconditioned:  # lambda_max(P^-1 H) with P from the final optimizer state
+            eig = curvature.preconditioned_sharpness(
+                self.model.loss_fn,
+                params,
+                self.ds.train,
+                trained.opt_state,
+                optimizer=entry.make(best["learning_rate"], best["momentum"]),
+                key=jax.random.key(2),
+            )
+            preconditioned = float(eig.values[0])
+            spectrum["preconditioned_sharpness"] = preconditioned
+            print(f"  preconditioned sharpness lambda_max(P^-1 H)  {preconditioned:.6g}")
+        spectrum["learning_rate_advice"] = learning_rate_advice(analysis, best, preconditioned)
         fig, _ = plot.spectral_density(
             density,
             eigenvalues=np.asarray(spectrum["top_eigenvalues"]),
@@ -415,7 +434,7 @@ def run(out: Path, config: DemoConfig = FULL, *, progress: bool = True) -> dict:
     clock.stage("retrain", f"retraining the best setting ({report.describe(best)})")
     trained, retrained, sharpness = demo.retrain(sweep, best)
     clock.stage("hessian", "Hessian of the trained net: Lanczos and spectral density")
-    spectrum = demo.hessian(trained.params, best)
+    spectrum = demo.hessian(trained, best)
     clock.stage("diagnose", "diagnosis of the training curve")
     findings = diagnose(trained.history, best)
     print("\n".join(str(f) for f in findings) or "no problem found: a healthy curve")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 import jax
 import optax
 
-from jaxopt_lab import optimizers, schedules
+from jaxopt_lab import curvature, optimizers, schedules
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,10 +48,7 @@ class Entry:
     default_coefficient: float | None = None  # build's default for the coefficient
     default_momenta: tuple[float, ...] = ()  # swept by `jaxopt-lab sweep` by default
     about: str = ""  # what the coefficient is, for --help
-    # threshold c(coefficient): the rule is stable on a quadratic while sharpness < c / lr
-    stability: Callable[[float], float] | None = None
-    stability_formula: str = ""  # c / lr as text
-    preconditioned: bool = False  # the threshold bounds lambda_max(P^-1 H), not lambda_max(H)
+    stability_formula: str = ""  # the threshold c / lr as text (jol.curvature computes it)
     heavy_ball: bool = False  # p <- beta p - lr g: coefficient 0 is plain gradient descent
     adaptive: bool = False  # divides each coordinate by its RMS gradient
     race: Race | None = None
@@ -74,11 +71,21 @@ class Entry:
         return self.build(learning_rate, coefficient)
 
     def threshold(self, learning_rate: float, coefficient: float | None = None) -> float | None:
-        """The largest stable sharpness at ``learning_rate`` (None: no such bound)."""
-        if self.stability is None:
-            return None
+        """The largest stable sharpness at ``learning_rate`` (None: no such bound), as
+        ``jol.curvature.stability_threshold`` gives it for the rule this entry builds."""
         c = self.default_coefficient if coefficient is None else coefficient
-        return float(self.stability(0.0 if c is None else c) / learning_rate)
+        found = curvature.stability_threshold(self.make(learning_rate, c))
+        return None if found is None else float(found[0])
+
+    @property
+    def preconditioned(self) -> bool:
+        """The threshold bounds the preconditioned sharpness lambda_max(P^-1 H)."""
+        found = curvature.stability_threshold(self.make(1.0, self.default_coefficient))
+        return found is not None and found[1]
+
+    def factor(self, coefficient: float | None = None) -> float | None:
+        """``c`` of the threshold ``c / lr`` (None: no such bound)."""
+        return self.threshold(1.0, coefficient)
 
     def label(self, setting: Mapping[str, object]) -> str:
         """``"SGD + momentum 0.9"``; plain ``"SGD"`` for heavy-ball momentum 0."""
@@ -120,16 +127,11 @@ class Entry:
         return self.make(lr, self.default_coefficient)
 
 
-def _heavy_ball(beta: float) -> float:
-    return 2.0 + 2.0 * beta
-
-
 ENTRIES: tuple[Entry, ...] = (
     Entry(
         "sgd",
         "SGD",
         optimizers.sgd,
-        stability=lambda _: 2.0,
         stability_formula="2 / lr",
         race=Race({"lecture_quadratic": 0.45, "rosenbrock": 1.5e-3}),
         family="SGD and momentum",
@@ -143,7 +145,6 @@ ENTRIES: tuple[Entry, ...] = (
         0.9,
         (0.9,),
         "beta of heavy-ball momentum",
-        _heavy_ball,
         "(2 + 2 beta) / lr",
         race=Race({"lecture_quadratic": 0.1, "rosenbrock": 1e-3}, ("curvature", 0.1)),
         family="SGD and momentum",
@@ -157,7 +158,6 @@ ENTRIES: tuple[Entry, ...] = (
         0.9,
         (0.9,),
         "beta of the EMA form of momentum",
-        lambda beta: _heavy_ball(beta) / (1.0 - beta),
         "(2 + 2 beta) / ((1 - beta) lr)",
         race=Race({"lecture_quadratic": 1.0, "rosenbrock": 1e-2}),
         family="SGD and momentum",
@@ -170,7 +170,6 @@ ENTRIES: tuple[Entry, ...] = (
         0.9,
         (0.9,),
         "beta of Nesterov momentum",
-        lambda beta: _heavy_ball(beta) / (1.0 + 2.0 * beta),
         "(2 + 2 beta) / ((1 + 2 beta) lr)",
         race=Race({"lecture_quadratic": 0.1, "rosenbrock": 1e-3}, ("curvature", 0.1)),
         family="SGD and momentum",
@@ -179,6 +178,7 @@ ENTRIES: tuple[Entry, ...] = (
         "adagrad",
         "AdaGrad",
         optimizers.adagrad,
+        stability_formula="2 / lr on P^-1 H",
         race=Race({"lecture_quadratic": 1.0, "rosenbrock": 1.5}, ("distance", 0.25)),
         family="AdaGrad and AdaDelta",
         adaptive=True,
@@ -191,6 +191,7 @@ ENTRIES: tuple[Entry, ...] = (
         None,
         (),
         "RMSProp's velocity coefficient",
+        "(2 + 2 momentum) / lr on P^-1 H",
         race=Race({"lecture_quadratic": 0.01, "rosenbrock": 1e-3}, ("distance", 1e-3)),
         family="RMSProp and Adam",
         adaptive=True,
@@ -203,9 +204,7 @@ ENTRIES: tuple[Entry, ...] = (
         0.9,
         (),
         "Adam's b1",
-        lambda b1: _heavy_ball(b1) / (1.0 - b1),
         "(2 + 2 b1) / ((1 - b1) lr)",
-        preconditioned=True,
         race=Race({"lecture_quadratic": 0.1, "rosenbrock": 0.02}, ("distance", 0.01)),
         family="RMSProp and Adam",
         adaptive=True,
@@ -218,6 +217,7 @@ ENTRIES: tuple[Entry, ...] = (
         0.9,
         (),
         "Adam's b1",
+        "(2 + 2 b1) / ((1 - b1) lr)",
         race=Race({"lecture_quadratic": 0.1, "rosenbrock": 0.02}, ("distance", 0.01)),
         family="RMSProp and Adam",
         adaptive=True,

@@ -145,7 +145,8 @@ def _rows(result: dict, out: Path) -> list[tuple[str, str]]:
         ),
         (
             "sharpness",
-            f"lambda_max on {sh['examples']} training examples: {sh['initial']:.3g} at step 0, "
+            f"{_quantity(sh)} on {sh['examples']} training examples: {sh['initial']:.3g} at "
+            f"step {sh['initial_step']}, "
             f"max {sh['max']:.3g} at step "
             f"{sh['max_step']}, {sh['final']:.3g} at the end; bound {sh['bound']:.3g} = "
             f"{sh['bound_is']}",
@@ -174,6 +175,12 @@ def _rows(result: dict, out: Path) -> list[tuple[str, str]]:
         ),
         ("elapsed", f"{result['elapsed_seconds']['total']:.0f} s ({stages})"),
     ]
+
+
+def _quantity(sh: dict) -> str:
+    if sh.get("quantity") == "preconditioned_sharpness":
+        return "preconditioned sharpness lambda_max(P^-1 H)"
+    return "lambda_max"
 
 
 def summary(result: dict, out: Path) -> str:
@@ -262,8 +269,8 @@ def _markdown(result: dict) -> str:
         "",
         f"![training curves]({figs['training_curves']})",
         "",
-        f"Sharpness lambda_max (on the first {sh['examples']} training examples): "
-        f"{sh['initial']:.4g} at step 0, at most {sh['max']:.4g} (step "
+        f"{_quantity(sh).capitalize()} (on the first {sh['examples']} training examples): "
+        f"{sh['initial']:.4g} at step {sh['initial_step']}, at most {sh['max']:.4g} (step "
         f"{sh['max_step']}), {sh['final']:.4g} at the end, against the bound "
         f"{sh['bound']:.4g} = {sh['bound_is']}; above it in {sh['evaluations_above_bound']} "
         f"of {sh['evaluations']} evaluations.",

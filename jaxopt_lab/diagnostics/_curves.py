@@ -170,7 +170,10 @@ def diagnose(
       history: a mapping of equal-length arrays, as ``jol.train(...).history``:
         ``train_loss`` (or ``loss``) required; optional ``step``, ``val_loss``,
         ``grad_norm``, ``learning_rate``, ``batch_loss``, ``diverged``, ``nonfinite``,
-        ``sharpness`` and ``2/learning_rate`` (``jol.curvature.sharpness_callback``).
+        ``sharpness`` and ``2/learning_rate`` (``jol.curvature.sharpness_callback``);
+        with ``stability_threshold`` the sharpness is judged against the threshold of the
+        rule that trained (``(2 + 2 beta) / lr`` with momentum), and with
+        ``preconditioned_sharpness`` that one is (Adam: against ``38 / lr``).
       learning_rate: the learning rate, when the history does not log it.
       gradient_descent: the updates were :math:`-\alpha g` (plain SGD/GD, no momentum or
         adaptive scaling): enables the descent ratio and the :math:`2/\alpha` bound as
@@ -231,6 +234,8 @@ def diagnose(
         "nonfinite",
         "sharpness",
         "2/learning_rate",
+        "preconditioned_sharpness",
+        "stability_threshold",
     )
     for name in (n for n in used if n in history):
         if np.ndim(history[name]) != 1 or np.size(history[name]) != n_all:
@@ -300,7 +305,33 @@ def diagnose(
 
 
 def _sharpness_product(history: Mapping[str, Any], lr: np.ndarray | None, n: int):
-    """lambda_max, 2/lr and their product: medians over the last half of the evaluations."""
+    """The sharpness against its threshold, medians over the last half of the evaluations.
+
+    With ``stability_threshold`` in the history (``sharpness_callback`` with the rule that
+    trains), the sharpness that threshold bounds (``preconditioned_sharpness`` when
+    recorded, as for Adam) is compared with it; ``lr_times_sharpness`` is then
+    ``2 * sharpness / threshold``, in gradient descent's units (unstable above 2).
+    Otherwise ``sharpness`` against ``2 / lr``.
+    """
+    threshold = _column(history, "stability_threshold")
+    if threshold is not None:
+        name = "preconditioned_sharpness" if "preconditioned_sharpness" in history else "sharpness"
+        sharp = _column(history, name)[:n]
+        threshold = threshold[:n]
+        ok = np.isfinite(sharp) & np.isfinite(threshold) & (threshold > 0)
+        if not ok.any():
+            return None
+        half = ok.sum() // 2
+        sharp, threshold = sharp[ok][half:], threshold[ok][half:]
+        out = {
+            "lr_times_sharpness": float(np.median(2.0 * sharp / threshold)),
+            name: float(np.median(sharp)),
+            "stability_threshold": float(np.median(threshold)),
+        }
+        two_over_lr = _column(history, "2/learning_rate")
+        if two_over_lr is not None:
+            out["2/learning_rate"] = float(np.median(two_over_lr[:n][ok][half:]))
+        return out
     sharp = _column(history, "sharpness")
     if sharp is None or lr is None:
         return None
@@ -314,6 +345,20 @@ def _sharpness_product(history: Mapping[str, Any], lr: np.ndarray | None, n: int
         "sharpness": float(np.median(sharp)),
         "2/learning_rate": float(np.median(2.0 / lr)),
     }
+
+
+def _sharp_words(sharp: dict) -> tuple[str, str]:
+    """``("sharpness lambda_max = 12.3", "2/lr = 20")`` for a note, whichever pair it is."""
+    if "preconditioned_sharpness" in sharp:
+        what = (
+            f"preconditioned sharpness lambda_max(P^-1 H) = {sharp['preconditioned_sharpness']:.4g}"
+        )
+    else:
+        what = f"sharpness lambda_max = {sharp['sharpness']:.4g}"
+    threshold = sharp.get("stability_threshold")
+    if threshold is not None and not np.isclose(threshold, sharp.get("2/learning_rate", np.nan)):
+        return what, f"the optimizer's stability threshold {threshold:.4g}"
+    return what, f"2/lr = {sharp['2/learning_rate']:.4g}"
 
 
 def _increases(e: np.ndarray) -> tuple[float, float]:
@@ -357,9 +402,10 @@ def _instability(c: _Curve, rho_med, sharp, gd: bool) -> list[Finding]:
     if sharp is not None and sharp["lr_times_sharpness"] > 2:
         evidence.update(sharp)
         votes.append(0.7 if gd else 0.4)
+        what, bound = _sharp_words(sharp)
         notes.append(
-            f"sharpness lambda_max = {sharp['sharpness']:.4g} exceeds 2/lr = "
-            f"{sharp['2/learning_rate']:.4g} (lr * lambda_max = {sharp['lr_times_sharpness']:.3g})"
+            f"{what} exceeds {bound} (lr * lambda_max = {sharp['lr_times_sharpness']:.3g}"
+            + (" in gradient descent's units)" if bound.startswith("the optimizer") else ")")
         )
     elif sharp is not None and votes:
         evidence.update(sharp)
@@ -400,10 +446,10 @@ def _oscillations(c: _Curve, rho_med, sharp, gd: bool) -> list[Finding]:
     if sharp is not None and 1.5 <= sharp["lr_times_sharpness"] <= 2:
         evidence.update(sharp)
         votes.append(0.6 if gd else 0.3)
+        what, bound = _sharp_words(sharp)
         notes.append(
             f"lr * lambda_max = {sharp['lr_times_sharpness']:.3g} in [1.5, 2]: the top "
-            f"direction flips sign each step (2/lr = {sharp['2/learning_rate']:.4g}, "
-            f"lambda_max = {sharp['sharpness']:.4g})"
+            f"direction flips sign each step ({bound}, {what})"
         )
     if not votes:
         return []
