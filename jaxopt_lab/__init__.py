@@ -4,6 +4,7 @@ Textbook update rules as optax gradient transformations, vmapped hyperparameter
 sweeps, and Hessian eigen-analysis.
 """
 
+from jaxopt_lab import _xla_workaround  # noqa: F401 (first: before JAX starts its CPU backend)
 from jaxopt_lab import curvature as curvature
 from jaxopt_lab import datasets as datasets
 from jaxopt_lab import landscapes as landscapes

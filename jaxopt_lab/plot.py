@@ -10,6 +10,8 @@ r"""Figures a person reads at a glance.
   setting of the other hyperparameters, diverged runs marked.
 - :func:`spectral_density`: the smoothed Hessian eigenvalue density with the top
   eigenvalues marked.
+- :func:`block_spectra`: per-layer curvature: each diagonal block's top eigenvalues and
+  its mean curvature (trace / size).
 - :func:`sharpness`: :math:`\lambda_{\max}` against :math:`2/\alpha` during training
   (lecture 000, ``000_d710887e2ef8e555.txt``: gradient descent is stable for
   :math:`\alpha < 2/\lambda_{\max}`).
@@ -1228,3 +1230,68 @@ def loss_surface(
     ax.set_title(title or "loss surface")
     ax.legend(fontsize=7, loc="best")
     return Plot(fig, ax)
+
+
+def block_spectra(result: Any, *, title: str | None = None) -> Plot:
+    """Per-block curvature from ``jol.curvature.block_spectra``: two panels sharing the
+    blocks as rows, the top eigenvalues of each diagonal block (log scale, the largest
+    filled) and its mean curvature trace / size with the standard error.
+
+    Args:
+      result: a ``BlockSpectra``.
+      title: the figure title.
+
+    Returns:
+      ``Plot(fig, axes)`` with ``axes`` the two panels.
+    """
+    for field in ("names", "eigenvalues", "trace", "trace_se", "sizes"):
+        if not hasattr(result, field):
+            raise TypeError(
+                "`result` must be what jol.curvature.block_spectra returns, got "
+                f"{type(result).__name__}."
+            )
+    names = list(result.names)
+    n = len(names)
+    values = np.asarray(result.eigenvalues, np.float64)
+    fig = _figure((9.0, max(2.5, 0.45 * n + 1.2)))
+    ax_eig, ax_tr = fig.subplots(1, 2, sharey=True)
+    rows = np.arange(n)[::-1]  # the first block on top
+    positive = values > 0
+    for j in range(values.shape[1]):
+        ok = positive[:, j]
+        ax_eig.plot(
+            values[ok, j],
+            rows[ok],
+            "o",
+            ms=7 if j == 0 else 4,
+            mfc="C0" if j == 0 else "none",
+            mec="C0",
+            label="$\\lambda_1$" if j == 0 else ("$\\lambda_2 \\ldots$" if j == 1 else None),
+        )
+    if positive.any():
+        ax_eig.set_xscale("log")
+    ax_eig.set_yticks(rows, names)
+    ax_eig.set_xlabel("top eigenvalues of the block")
+    ax_eig.grid(alpha=0.3)
+    if values.shape[1] > 1:
+        ax_eig.legend(fontsize=7, loc="best")
+    sizes = np.asarray(result.sizes, np.float64)
+    mean = np.asarray(result.trace, np.float64) / sizes
+    err = np.asarray(result.trace_se, np.float64) / sizes
+    ax_tr.barh(rows, mean, xerr=err, color="C1", alpha=0.7, error_kw={"lw": 1})
+    ax_tr.axvline(0.0, color="k", lw=0.6)
+    ax_tr.set_xlabel("mean curvature: trace / size")
+    ax_tr.grid(alpha=0.3, axis="x")
+    for r, size in zip(rows, sizes, strict=True):
+        ax_tr.annotate(
+            f"{int(size):,}",
+            (1.0, r),
+            xycoords=("axes fraction", "data"),
+            ha="right",
+            va="center",
+            fontsize=7,
+            color="0.4",
+        )
+    curvature = getattr(result, "curvature", "hessian")
+    fig.suptitle(title or f"per-block spectra of the {curvature}")
+    return _axes_result(fig, [ax_eig, ax_tr])

@@ -10,6 +10,8 @@ os.environ["JAXOPT_LAB_COMPILATION_CACHE"] = "0"
 
 import jax
 
+import jaxopt_lab._xla_workaround  # noqa: F401 (before any test starts JAX's CPU backend)
+
 jax.config.update("jax_numpy_rank_promotion", "raise")
 # As optimistix: no implicit dtype promotion in the tests (a float32 array times a Python
 # float is fine; float32 with float64, or int with float, must be made explicit). Users'

@@ -311,3 +311,34 @@ def test_an_nnx_state_with_rng_counters_is_refused_by_name():
         jol.train(cnn_loss, CNN(nnx.Rngs(0)), optax.sgd(0.1), TRAIN, key=None, steps=1, state={})
     with pytest.raises(ValueError, match="`wrt` = 'nope' selects no variable"):
         jol.train(cnn_loss, CNN(nnx.Rngs(0)), optax.sgd(0.1), TRAIN, key=None, steps=1, wrt="nope")
+
+
+def test_curvature_of_the_nnx_cnn_per_layer_ggn_and_adam(trained_cnn):
+    """The engine's NNX CNN: per-layer spectra, its GGN, Adam's preconditioned sharpness."""
+    model = trained_cnn.model
+    sub = jax.tree.map(lambda a: a[:64], TRAIN)
+    blocks = jol.curvature.block_spectra(cnn_loss, model, sub, k=1)
+    assert blocks.names == ["bn", "conv", "out"]  # one block per layer (nnx module path)
+    assert list(blocks.sizes) == [8, 40, 2570] and bool(blocks.converged.all())
+    # the GGN of the CNN is positive semi-definite, its top eigenvalue below the Hessian's
+    # trace, and its diagonal blocks are those of the same GGN
+    ggn = jol.curvature.ggn_operator(lambda m, x: m(x), "cross_entropy", model, (sub.x, sub.y))
+    top = float(jol.curvature.eigenvalues(ggn, tol=1e-5).values[0])
+    per_layer = jol.curvature.block_spectra(ggn)
+    assert top > 0 and float(per_layer.eigenvalues.max()) <= top * (1 + 1e-4)
+    # Adam on the CNN: the callback's last preconditioned sharpness is the function's
+    tx = jol.adam(0.01)
+    cb = jol.curvature.sharpness_callback(cnn_loss, sub, every=10, preconditioned=True)
+    run = jol.train(
+        cnn_loss, CNN(nnx.Rngs(1)), tx, TRAIN, key=jax.random.key(0), callbacks=[cb], **SETTINGS
+    )
+    eig = jol.curvature.preconditioned_sharpness(
+        cnn_loss, run.model, sub, run.opt_state, optimizer=tx, tol=1e-5
+    )
+    h = run.history
+    assert h["preconditioned_sharpness"][-1] == pytest.approx(float(eig.values[0]), rel=1e-2)
+    np.testing.assert_allclose(h["stability_threshold"][-1], 3800.0, rtol=1e-5)
+    # the loss surface around the trained CNN, along filter-normalized directions
+    surface = jol.curvature.loss_surface(cnn_loss, model, sub, grid=(5, 5), span=0.5)
+    assert surface.losses.shape == (5, 5) and np.isfinite(surface.losses).all()
+    assert surface.center_loss == pytest.approx(surface.losses[2, 2], rel=1e-5)

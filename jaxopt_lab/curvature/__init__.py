@@ -7,6 +7,9 @@ averaged over data (Lanczos, Hutchinson, stochastic Lanczos quadrature) for larg
 from jaxopt_lab.curvature._analyze import CurvatureReport as CurvatureReport
 from jaxopt_lab.curvature._analyze import analyze as analyze
 from jaxopt_lab.curvature._analyze import classify as classify
+from jaxopt_lab.curvature._blocks import BlockOperator as BlockOperator
+from jaxopt_lab.curvature._blocks import BlockSpectra as BlockSpectra
+from jaxopt_lab.curvature._blocks import block_spectra as block_spectra
 from jaxopt_lab.curvature._dense import DENSE_MAX_BYTES as DENSE_MAX_BYTES
 from jaxopt_lab.curvature._dense import dense_hessian as dense_hessian
 from jaxopt_lab.curvature._eigen import Eigen as Eigen
@@ -42,6 +45,8 @@ from jaxopt_lab.transforms._rule import Preconditioner as Preconditioner
 __all__ = [
     "DENSE_MAX_BYTES",
     "OUTPUT_LOSSES",
+    "BlockOperator",
+    "BlockSpectra",
     "CurvatureReport",
     "Eigen",
     "FisherOperator",
@@ -56,6 +61,7 @@ __all__ = [
     "SpectralDensity",
     "TraceEstimate",
     "analyze",
+    "block_spectra",
     "classify",
     "dense_hessian",
     "density",
