@@ -745,7 +745,10 @@ def sweep_results(
         ``diverged``.
       x: the hyperparameter on the horizontal axis.
       metric: the column to plot; default ``best_val_loss`` when present, else
-        ``final_train_loss``.
+        ``final_train_loss``. A sharpness column (``max_sharpness``,
+        ``final_preconditioned_sharpness``, ...: a sweep with ``sharpness_callback``) is
+        drawn with each line's ``stability_threshold`` as a dashed line, so the edge of
+        stability shows against the learning rate.
       ax: an axes to draw on; a new figure is made when None.
       log_x: a logarithmic ``x`` axis.
       log_y: a logarithmic metric axis.
@@ -773,7 +776,13 @@ def sweep_results(
     diverged = np.asarray(table.get("diverged", np.zeros(n, bool)), bool)
     values = np.asarray(table[metric], np.float64)
     bad = diverged | ~np.isfinite(values)
-    others = [k for k in table if k not in (x, metric, "seed", "diverged") and k not in _COLUMNS]
+    if hasattr(result, "hparams"):  # a SweepResult knows its hyperparameters
+        others = [k for k in result.hparams if k != x]
+    else:
+        others = [
+            k for k in table if k not in (x, metric, "seed", "diverged") and k not in _COLUMNS
+        ]
+    threshold = table.get("stability_threshold") if "sharpness" in metric else None
     fig, ax = _new_axes(ax, (6.0, 4.5))
     colors = matplotlib.colormaps["tab10"].colors
     keys = sorted({tuple(table[k][i].item() for k in others) for i in range(n)})
@@ -794,6 +803,9 @@ def sweep_results(
             low.append(vals.min() if vals.size else np.nan)
             high.append(vals.max() if vals.size else np.nan)
         ax.plot(xs, mean, "o-", color=color, ms=4, lw=1.5, label=label)
+        if threshold is not None:
+            bound = [np.nanmean(threshold[mine & (table[x] == xv)]) for xv in xs]
+            ax.plot(xs, bound, "--", color=color, lw=1.0, label=f"{label}: stability threshold")
         if np.any(np.asarray(high) > np.asarray(low)):
             ax.fill_between(xs, low, high, color=color, alpha=0.2, lw=0)
         failed = np.unique(table[x][mine & bad])
@@ -814,7 +826,18 @@ def sweep_results(
     return Plot(fig, ax)
 
 
-_COLUMNS = ("final_train_loss", "final_val_loss", "best_val_loss", "best_val_step", "run")
+_COLUMNS = (
+    "final_train_loss",
+    "final_val_loss",
+    "best_val_loss",
+    "best_val_step",
+    "run",
+    "final_sharpness",
+    "max_sharpness",
+    "final_preconditioned_sharpness",
+    "max_preconditioned_sharpness",
+    "stability_threshold",
+)
 
 
 def spectral_density(

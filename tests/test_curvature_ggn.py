@@ -13,7 +13,7 @@ import jaxopt_lab as jol
 from jaxopt_lab import curvature
 
 
-def _mlp(hidden=6, seed=0):
+def _mlp(hidden=4, seed=0):
     k1, k2 = jax.random.split(jax.random.key(seed))
     return {
         "w1": jax.random.normal(k1, (64, hidden)) / 8.0,
@@ -34,7 +34,7 @@ def _loss(p, batch):
     return _ce(_apply(p, batch[0]), batch[1])
 
 
-X, Y = digits_like(48)
+X, Y = digits_like(32)
 DATA = (X, Y)
 
 
@@ -56,13 +56,13 @@ def test_ggn_and_fisher_match_their_dense_forms_on_an_mlp():
     p = _mlp()
     ggn, fisher = _jacobian_forms(p)
     for output_loss in ("cross_entropy", _ce):  # closed form, and autodiff of a function
-        g = curvature.ggn_operator(_apply, output_loss, p, DATA, batch_size=20).dense()
+        g = curvature.ggn_operator(_apply, output_loss, p, DATA, batch_size=12).dense()
         np.testing.assert_allclose(g, ggn, atol=2e-6 * np.abs(ggn).max())
-    f = curvature.fisher_operator(_apply, "cross_entropy", p, DATA, batch_size=20).dense()
+    f = curvature.fisher_operator(_apply, "cross_entropy", p, DATA, batch_size=12).dense()
     np.testing.assert_allclose(f, fisher, atol=2e-6 * np.abs(fisher).max())
     # the empirical Fisher's trace is the mean squared per-example gradient norm
-    est = curvature.trace(curvature.fisher_operator(_apply, _ce, p, DATA), num_probes=400)
-    assert est.estimate == pytest.approx(np.trace(fisher), rel=0.15)
+    est = curvature.trace(curvature.fisher_operator(_apply, _ce, p, DATA), num_probes=100)
+    assert abs(est.estimate - np.trace(fisher)) < 4 * est.standard_error
 
 
 def test_ggn_and_fisher_are_positive_semidefinite():
@@ -81,7 +81,7 @@ def test_ggn_and_fisher_are_positive_semidefinite():
 
 def test_ggn_equals_the_hessian_for_least_squares_and_at_zero_residual():
     w = jax.random.normal(jax.random.key(3), (64, 3)) / 8.0
-    targets = jax.random.normal(jax.random.key(4), (48, 3))
+    targets = jax.random.normal(jax.random.key(4), (32, 3))
     linear = lambda w, x: x @ w
     g = curvature.ggn_operator(linear, "squared_error", w, (X, targets)).dense()
     h = curvature.hvp_operator(lambda w, b: jnp.mean((b[0] @ w - b[1]) ** 2), w, (X, targets))
@@ -271,3 +271,16 @@ def test_in_a_sweep_each_run_gets_its_own_threshold():
     np.testing.assert_allclose(
         result.curves["stability_threshold"][:, -1], (2 + 2 * mom) / lr, rtol=1e-5
     )
+    # the table gains each run's final and largest sharpness, and its threshold
+    table = result.table()
+    np.testing.assert_allclose(table["stability_threshold"], (2 + 2 * mom) / lr, rtol=1e-5)
+    curves = result.curves["sharpness"]
+    np.testing.assert_allclose(table["max_sharpness"], np.nanmax(curves, axis=1))
+    np.testing.assert_allclose(table["final_sharpness"], curves[:, -1])
+    assert result.best_setting(reduce="mean")["learning_rate"] in (0.1, 0.05)  # still a loss
+    # sharpness against the learning rate, each momentum with its threshold dashed
+    _, ax = jol.plot.sweep_results(result, metric="max_sharpness")
+    labels = [line.get_label() for line in ax.lines]
+    assert "momentum=0.9: stability threshold" in labels and "momentum=0" in labels
+    dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
+    np.testing.assert_allclose(sorted(dashed[0].get_ydata()), [20.0, 40.0], rtol=1e-5)

@@ -316,21 +316,21 @@ def test_an_nnx_state_with_rng_counters_is_refused_by_name():
 def test_curvature_of_the_nnx_cnn_per_layer_ggn_and_adam(trained_cnn):
     """The engine's NNX CNN: per-layer spectra, its GGN, Adam's preconditioned sharpness."""
     model = trained_cnn.model
-    sub = jax.tree.map(lambda a: a[:64], TRAIN)
-    blocks = jol.curvature.block_spectra(cnn_loss, model, sub, k=1)
+    sub = jax.tree.map(lambda a: a[:32], TRAIN)
+    blocks = jol.curvature.block_spectra(cnn_loss, model, sub, k=1, num_probes=10, tol=1e-3)
     assert blocks.names == ["bn", "conv", "out"]  # one block per layer (nnx module path)
     assert list(blocks.sizes) == [8, 40, 2570] and bool(blocks.converged.all())
-    # the GGN of the CNN is positive semi-definite, its top eigenvalue below the Hessian's
-    # trace, and its diagonal blocks are those of the same GGN
+    # the GGN of the CNN: positive semi-definite, its top eigenvalue the Rayleigh quotient
+    # of its top eigenvector
     ggn = jol.curvature.ggn_operator(lambda m, x: m(x), "cross_entropy", model, (sub.x, sub.y))
-    top = float(jol.curvature.eigenvalues(ggn, tol=1e-5).values[0])
-    per_layer = jol.curvature.block_spectra(ggn)
-    assert top > 0 and float(per_layer.eigenvalues.max()) <= top * (1 + 1e-4)
+    eig = jol.curvature.eigenvalues(ggn, k=1, which="both", tol=1e-4)
+    assert float(eig.values[-1]) >= -1e-4 * float(eig.values[0]) and bool(eig.converged.all())
     # Adam on the CNN: the callback's last preconditioned sharpness is the function's
     tx = jol.adam(0.01)
     cb = jol.curvature.sharpness_callback(cnn_loss, sub, every=10, preconditioned=True)
+    settings = {**SETTINGS, "steps": 10}  # the callback evaluates at steps 0 and 10
     run = jol.train(
-        cnn_loss, CNN(nnx.Rngs(1)), tx, TRAIN, key=jax.random.key(0), callbacks=[cb], **SETTINGS
+        cnn_loss, CNN(nnx.Rngs(1)), tx, TRAIN, key=jax.random.key(0), callbacks=[cb], **settings
     )
     eig = jol.curvature.preconditioned_sharpness(
         cnn_loss, run.model, sub, run.opt_state, optimizer=tx, tol=1e-5

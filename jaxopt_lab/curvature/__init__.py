@@ -36,6 +36,10 @@ from jaxopt_lab.curvature._stochastic import SpectralDensity as SpectralDensity
 from jaxopt_lab.curvature._stochastic import TraceEstimate as TraceEstimate
 from jaxopt_lab.curvature._stochastic import density as density
 from jaxopt_lab.curvature._stochastic import trace as trace
+from jaxopt_lab.curvature._subspace import SubspaceCallback as SubspaceCallback
+from jaxopt_lab.curvature._subspace import SubspaceOverlap as SubspaceOverlap
+from jaxopt_lab.curvature._subspace import gradient_overlap as gradient_overlap
+from jaxopt_lab.curvature._subspace import subspace_callback as subspace_callback
 from jaxopt_lab.curvature._surface import Interpolation as Interpolation
 from jaxopt_lab.curvature._surface import LossSurface as LossSurface
 from jaxopt_lab.curvature._surface import interpolate as interpolate
@@ -59,6 +63,8 @@ __all__ = [
     "SharpnessCallback",
     "SharpnessState",
     "SpectralDensity",
+    "SubspaceCallback",
+    "SubspaceOverlap",
     "TraceEstimate",
     "analyze",
     "block_spectra",
@@ -69,6 +75,7 @@ __all__ = [
     "eigenvalues",
     "fisher_operator",
     "ggn_operator",
+    "gradient_overlap",
     "hvp_operator",
     "interpolate",
     "loss_surface",
@@ -77,5 +84,6 @@ __all__ = [
     "preconditioned_sharpness",
     "sharpness_callback",
     "stability_threshold",
+    "subspace_callback",
     "trace",
 ]

@@ -71,7 +71,10 @@ class SweepResult(NamedTuple):
 
         Columns: each hyperparameter, ``seed``, ``final_train_loss``, and with
         ``eval_data`` ``final_val_loss``, ``best_val_loss`` and ``best_val_step`` (the
-        step at which it was reached); then ``diverged``.
+        step at which it was reached); with ``jol.curvature.sharpness_callback`` among
+        the callbacks, ``final_sharpness`` and ``max_sharpness`` (the last and the largest
+        value recorded), the same for ``preconditioned_sharpness``, and the run's
+        ``stability_threshold`` (its last value); then ``diverged``.
         """
         out = dict(self.hparams)
         out["seed"] = self.seeds
@@ -83,6 +86,12 @@ class SweepResult(NamedTuple):
             out["final_val_loss"] = val[:, -1]
             out["best_val_loss"] = val[np.arange(self.num_runs), best]
             out["best_val_step"] = self.steps[best]
+        for name in ("sharpness", "preconditioned_sharpness"):
+            if name in self.curves:
+                out["final_" + name] = _last_finite(self.curves[name])
+                out["max_" + name] = _max_finite(self.curves[name])
+        if "stability_threshold" in self.curves:
+            out["stability_threshold"] = _last_finite(self.curves["stability_threshold"])
         out["diverged"] = self.diverged
         return out
 
@@ -222,3 +231,18 @@ def _fmt(x: Any) -> str:
 def _plain(x: np.generic) -> Any:
     """A NumPy scalar as a Python number; a float by its shortest repr in its own dtype."""
     return float(str(x)) if isinstance(x, np.floating) else x.item()
+
+
+def _last_finite(curves: np.ndarray) -> np.ndarray:
+    """(runs,) the last finite value of each row (NaN where there is none)."""
+    curves = np.asarray(curves, np.float64)
+    finite = np.isfinite(curves)
+    last = curves.shape[1] - 1 - np.argmax(finite[:, ::-1], axis=1)
+    return np.where(finite.any(axis=1), curves[np.arange(curves.shape[0]), last], np.nan)
+
+
+def _max_finite(curves: np.ndarray) -> np.ndarray:
+    """(runs,) the largest finite value of each row (NaN where there is none)."""
+    curves = np.asarray(curves, np.float64)
+    finite = np.isfinite(curves)
+    return np.where(finite.any(axis=1), np.where(finite, curves, -np.inf).max(axis=1), np.nan)
