@@ -47,6 +47,13 @@ def test_blocks_are_the_eigenvalues_of_the_dense_hessians_diagonal_blocks():
     table = result.table()
     assert list(table["block"]) == result.names and "lambda_3" in table
     assert "w1" in result.format() and "trace" in result.format()
+    # the eigenvalues alone: no Hutchinson probes for the blocks above num_probes
+    alone = curvature.block_spectra(
+        mlp_loss, PARAMS, DATA, k=3, num_probes=40, tol=1e-6, with_trace=False
+    )
+    np.testing.assert_allclose(alone.eigenvalues, result.eigenvalues, rtol=1e-5)
+    assert np.isnan(alone.trace[result.sizes > 40]).all()
+    np.testing.assert_allclose(alone.trace[result.sizes <= 40], result.trace[result.sizes <= 40])
 
 
 def test_a_partition_of_the_users_own():

@@ -18,7 +18,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_lab._validation import check_choice, check_count, check_key, check_tolerance
+from jaxopt_lab._validation import (
+    check_bool,
+    check_choice,
+    check_count,
+    check_key,
+    check_tolerance,
+)
 from jaxopt_lab.curvature._eigen import eigenvalues
 from jaxopt_lab.curvature._ggn import fisher_operator, ggn_operator
 from jaxopt_lab.curvature._operator import HessianOperator, as_operator
@@ -229,6 +235,7 @@ def block_spectra(
     k: int = 1,
     curvature: str = "hessian",
     num_probes: int = 50,
+    with_trace: bool = True,
     tol: float = 1e-4,
     batch_size: int | None = None,
     key: jax.Array | None = None,
@@ -257,6 +264,8 @@ def block_spectra(
       k: eigenvalues per block (fewer where a block is smaller: NaN fills the row).
       curvature: ``"hessian"``, ``"ggn"`` or ``"fisher"``.
       num_probes: Hutchinson probes per block; blocks up to this size are exact.
+      with_trace: estimate the trace of the larger blocks (``num_probes`` more products
+        each); False leaves it NaN there, for the eigenvalues alone.
       tol: Lanczos relative residual tolerance.
       batch_size: examples per batch of the products.
       key: PRNG key.
@@ -275,6 +284,7 @@ def block_spectra(
     k = check_count(k, "k", fix="E.g. k=1 for each block's top eigenvalue.")
     num_probes = check_count(num_probes, "num_probes", minimum=2, fix="E.g. num_probes=50.")
     check_tolerance("tol", tol)
+    check_bool("with_trace", with_trace)
     check_key(key, fix=" (or None)")
     key = jax.random.key(0) if key is None else key
     if isinstance(loss_fn, HessianOperator):
@@ -313,8 +323,11 @@ def block_spectra(
             eig = eigenvalues(block, k=kb, tol=tol, key=block_key)
             values[b, :kb] = np.asarray(eig.values, np.float64)
             converged[b, :kb] = np.asarray(eig.converged)
-            est = trace(block, num_probes=num_probes, key=jax.random.fold_in(block_key, 1))
-            traces[b], ses[b] = float(est.estimate), float(est.standard_error)
+            if with_trace:
+                est = trace(block, num_probes=num_probes, key=jax.random.fold_in(block_key, 1))
+                traces[b], ses[b] = float(est.estimate), float(est.standard_error)
+            else:
+                traces[b] = ses[b] = np.nan
     return BlockSpectra(
         names=names,
         leaves=leaves,
