@@ -982,7 +982,8 @@ def sharpness(
             two_over_lr = 2.0 / np.asarray(run["learning_rate"], np.float64)
         elif learning_rate is not None:
             two_over_lr = np.full(lam.size, 2.0 / float(learning_rate))
-        if "stability_threshold" in run:
+        if "stability_threshold" in run and (pre or "preconditioned_sharpness" not in run):
+            # (an adaptive rule's threshold bounds the preconditioned sharpness only)
             bound = np.asarray(run["stability_threshold"], np.float64)
             same = two_over_lr is not None and np.allclose(bound, two_over_lr, equal_nan=True)
             bound_label = "2 / learning rate" if same else "stability threshold"

@@ -338,6 +338,15 @@ def test_curvature_of_the_nnx_cnn_per_layer_ggn_and_adam(trained_cnn):
     h = run.history
     assert h["preconditioned_sharpness"][-1] == pytest.approx(float(eig.values[0]), rel=1e-2)
     np.testing.assert_allclose(h["stability_threshold"][-1], 3800.0, rtol=1e-5)
+    # the conv bias before BatchNorm: no gradient in training (Adam's P stays near eps
+    # there) but curved in evaluation mode. The training-mode Hessian has no curvature
+    # there, and the preconditioned sharpness falls by orders of magnitude.
+    trained = jol.curvature.preconditioned_sharpness(
+        cnn_loss, run.model, sub, run.opt_state, optimizer=tx, batch_norm="batch", tol=1e-4
+    )
+    assert float(trained.values[0]) < 1e-2 * float(eig.values[0])
+    conv_bias = trained.vectors["conv"]["bias"][0]
+    assert float(jnp.sum(conv_bias**2)) < 1e-3  # the top eigenvector all but leaves it
     # the loss surface around the trained CNN, along filter-normalized directions
     surface = jol.curvature.loss_surface(cnn_loss, model, sub, grid=(5, 5), span=0.5)
     assert surface.losses.shape == (5, 5) and np.isfinite(surface.losses).all()

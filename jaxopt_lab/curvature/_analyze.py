@@ -51,10 +51,17 @@ class CurvatureReport(NamedTuple):
     zero_tol: float  # absolute: an eigenvalue with |l| <= zero_tol counts as zero
     curvature: str = "hessian"  # the matrix analyzed: "hessian" | "ggn" | "fisher"
 
+    def _matrix(self) -> str:
+        return {"hessian": "H", "ggn": "the GGN", "fisher": "the Fisher"}.get(
+            self.curvature, self.curvature
+        )
+
     def _condition(self) -> str:
         if not math.isnan(self.condition_number):
             return f"{self.condition_number:.6g}"
-        return "undefined (H is not positive definite)"
+        if self.lambda_min > 0:  # positive, but below zero_tol: numerically singular
+            return f"undefined ({self._matrix()} is singular: lambda_min <= {self.zero_tol:.2g})"
+        return f"undefined ({self._matrix()} is not positive definite)"
 
     def _nonzero_ratio(self) -> str:
         if not math.isnan(self.condition_number_nonzero):

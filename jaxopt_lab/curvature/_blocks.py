@@ -111,7 +111,7 @@ class BlockSpectra(NamedTuple):
     standard error 0); larger ones come from Lanczos and Hutchinson.
     """
 
-    names: list[str]  # the blocks, in the order of their first leaf
+    names: list[str]  # the blocks, in the order of their first leaf (sorted keys in dicts)
     leaves: list[list[str]]  # the leaves of each block
     sizes: np.ndarray  # (n,) parameters per block
     eigenvalues: np.ndarray  # (n, k) top-k eigenvalues, descending (NaN past a block's size)

@@ -27,7 +27,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from jaxopt_lab._types import Params
-from jaxopt_lab._validation import check_count, leading_axis
+from jaxopt_lab._validation import check_choice, check_count, leading_axis
 from jaxopt_lab.curvature._budget import check_dense_budget
 
 _AXIS = "data"
@@ -62,6 +62,9 @@ class _NNXLoss:
     def __call__(self, params, extra, batch):
         from flax import nnx
 
+        # fresh copies of the fixed state, so that batch norm in training mode may update
+        # its statistics on this copy (discarded) from inside jax.grad's trace
+        extra = jax.tree.map(lambda x: x, extra)
         return _call(self.loss_fn, nnx.merge(self.graphdef, params, extra), batch, self.splat)
 
 
@@ -73,21 +76,33 @@ def _is_nnx_module(obj: Any) -> bool:
     return isinstance(obj, nnx.Module)
 
 
+BATCH_NORM = ("running", "batch")
+
+
 def functional_loss(
-    loss_fn: Callable[..., jax.Array], params: Any, *, splat: bool = False
+    loss_fn: Callable[..., jax.Array],
+    params: Any,
+    *,
+    splat: bool = False,
+    batch_norm: str = "running",
 ) -> tuple[Callable, Any, Any]:
     """Splits a model into ``(f, params, extra)`` with ``f(params, extra, batch) -> scalar``.
 
     Plain pytrees pass through (``extra`` is None). A Flax NNX module is viewed in inference
-    mode (``deterministic=True``, ``use_running_average=True``, so batch norm uses its
-    running statistics and dropout is off), then split into its ``nnx.Param`` state, which
-    the Hessian is taken over, and everything else (``extra``), which is held fixed.
+    mode (``deterministic=True``, so dropout is off; with ``batch_norm="running"`` batch
+    norm uses its running statistics, with ``"batch"`` the statistics of each batch, as
+    training does), then split into its ``nnx.Param`` state, which the Hessian is taken
+    over, and everything else (``extra``), which is held fixed.
     """
+    check_choice("batch_norm", batch_norm, BATCH_NORM)
     if _is_nnx_module(params):
         from flax import nnx
 
         model = nnx.view(
-            params, deterministic=True, use_running_average=True, raise_if_not_found=False
+            params,
+            deterministic=True,
+            use_running_average=batch_norm == "running",
+            raise_if_not_found=False,
         )
         graphdef, param_state, extra = nnx.split(model, nnx.Param, ...)
         return _NNXLoss(loss_fn, graphdef, splat), param_state, extra
@@ -281,6 +296,7 @@ def hvp_operator(
     *,
     batch_size: int | None = None,
     devices: Sequence[jax.Device] | None = None,
+    batch_norm: str = "running",
 ) -> HessianOperator:
     r"""The Hessian of ``loss_fn`` averaged over ``data``, as Hessian-vector products.
 
@@ -302,6 +318,10 @@ def hvp_operator(
         compiled code; a short last batch is weighted by its size.
       devices: devices to shard the examples over (default: all local devices when there
         are several). Each device sums its share; the sums are ``psum``-reduced.
+      batch_norm: for an NNX model, ``"running"`` (batch norm normalises with its running
+        statistics, as the trained net predicts) or ``"batch"`` (with the statistics of
+        each batch, as training computes the loss: then a parameter that batch norm
+        cancels, such as a bias before it, has no curvature, as it has no gradient).
 
     Returns:
       A :class:`HessianOperator`; ``op.matvec(v)`` (or ``op(v)``) gives :math:`Hv` as a pytree.
@@ -323,7 +343,7 @@ def hvp_operator(
         )
     if data is not None:
         n = num_examples(data)
-    loss, pure_params, extra = functional_loss(loss_fn, params)
+    loss, pure_params, extra = functional_loss(loss_fn, params, batch_norm=batch_norm)
     batch = None
     if data is not None:
         b = n if batch_size is None else min(batch_size, n)

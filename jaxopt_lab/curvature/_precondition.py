@@ -21,7 +21,7 @@ import optax
 from optax._src import transform as optax_transform
 
 from jaxopt_lab.curvature._eigen import Eigen, eigenvalues
-from jaxopt_lab.curvature._operator import HessianOperator, as_operator
+from jaxopt_lab.curvature._operator import HessianOperator, as_operator, hvp_operator
 from jaxopt_lab.transforms._rule import Preconditioner, Rule, rule_of
 from jaxopt_lab.transforms.adaptive import AdagradState, AdamState, RmsState
 
@@ -195,6 +195,7 @@ def preconditioned_sharpness(
     preconditioner: Preconditioner | None = None,
     k: int = 1,
     batch_size: int | None = None,
+    batch_norm: str = "running",
     tol: float = 1e-4,
     max_matvecs: int | None = None,
     key: jax.Array | None = None,
@@ -216,6 +217,8 @@ def preconditioned_sharpness(
       opt_state: the optimizer's state at ``params`` (``jol.train``'s ``opt_state``).
       optimizer, preconditioner: see :func:`diagonal_preconditioner`.
       k, batch_size, tol, max_matvecs, key: as :func:`eigenvalues`.
+      batch_norm: for an NNX model with batch norm, ``"batch"`` takes the Hessian of the
+        training-mode loss (see :func:`sharpness_callback`: use it for such models).
 
     Returns:
       :class:`Eigen` of :math:`P^{-1/2} H P^{-1/2}` (``values[0]`` is the sharpness; the
@@ -240,7 +243,12 @@ def preconditioned_sharpness(
             "`opt_state` is required: the preconditioner is read from the optimizer's state "
             "(e.g. jol.train's result.opt_state)."
         )
-    op = as_operator(loss_fn_or_op, params, data, batch_size)
+    if isinstance(loss_fn_or_op, HessianOperator):
+        op = as_operator(loss_fn_or_op, params, data, batch_size)
+    else:
+        if params is None:
+            raise ValueError("`params` is required when the first argument is a loss function.")
+        op = hvp_operator(loss_fn_or_op, params, data, batch_size=batch_size, batch_norm=batch_norm)
     seen = has_estimate(opt_state)
     if not isinstance(seen, jax.core.Tracer) and not bool(seen):
         raise ValueError(

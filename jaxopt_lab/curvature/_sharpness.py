@@ -13,12 +13,18 @@ from jax.flatten_util import ravel_pytree
 from jaxopt_lab._types import Params, ScalarOrSchedule
 from jaxopt_lab._validation import (
     check_bool,
+    check_choice,
     check_count,
     check_learning_rate,
     check_tolerance,
 )
 from jaxopt_lab.curvature._eigen import eigenvalues
-from jaxopt_lab.curvature._operator import HessianOperator, hvp_operator, num_examples
+from jaxopt_lab.curvature._operator import (
+    BATCH_NORM,
+    HessianOperator,
+    hvp_operator,
+    num_examples,
+)
 from jaxopt_lab.curvature._precondition import (
     diagonal_preconditioner,
     has_estimate,
@@ -55,6 +61,7 @@ class SharpnessCallback:
     seed: int
     preconditioned: bool = False
     optimizer: Any = None
+    batch_norm: str = "running"
 
     def init(self, params: Params) -> SharpnessState:
         """A random unit start vector shaped like ``params`` (two with ``preconditioned``)."""
@@ -78,6 +85,7 @@ class SharpnessCallback:
             self.data,
             batch_size=self.batch_size,
             devices=jax.local_devices()[:1],
+            batch_norm=self.batch_norm,
         )
 
     def _top(self, op: HessianOperator, v0: Params, key: jax.Array, step: jax.Array):
@@ -147,6 +155,7 @@ def sharpness_callback(
     learning_rate: ScalarOrSchedule | None = None,
     preconditioned: bool = False,
     optimizer: Any = None,
+    batch_norm: str = "running",
     batch_size: int | None = None,
     tol: float = 1e-3,
     max_matvecs: int | None = 30,
@@ -186,6 +195,13 @@ def sharpness_callback(
         also hand each run's own optimizer to the callback, which uses it when it is a
         named optimizer of jaxopt_lab (in a sweep, each run's threshold then follows its
         own hyperparameters).
+      batch_norm: for an NNX model with batch norm, ``"running"`` (the Hessian of the
+        evaluation-mode loss) or ``"batch"`` (of the training-mode loss, batch statistics
+        over ``data``). Use ``"batch"`` for the preconditioned sharpness of such a model:
+        a parameter that batch norm cancels in training (a bias before it) never gets a
+        gradient, so Adam's :math:`P` there stays at :math:`\epsilon`, while the
+        evaluation-mode Hessian is not zero there, and their product would dwarf the
+        rest by orders of magnitude.
       batch_size: examples per Hessian-vector product batch over ``data``.
       tol: Lanczos relative residual tolerance.
       max_matvecs: products per evaluation, at most.
@@ -215,6 +231,7 @@ def sharpness_callback(
     if learning_rate is not None:
         check_learning_rate("learning_rate", learning_rate)
     check_bool("preconditioned", preconditioned)
+    check_choice("batch_norm", batch_norm, BATCH_NORM)
     if optimizer is not None and not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
         raise TypeError(
             "`optimizer` must be the optax transformation that trains (e.g. jol.adam(1e-3)), "
@@ -240,4 +257,5 @@ def sharpness_callback(
         seed=seed,
         preconditioned=preconditioned,
         optimizer=optimizer,
+        batch_norm=batch_norm,
     )
