@@ -162,10 +162,10 @@ class GGNOperator(HessianOperator):
         def ggn(args, batch):
             params, extra, v = args
             x, y = _split(batch)
-            f = lambda p: apply(p, extra, x)
-            z, vjp = jax.vjp(f, params)
-            u = jax.jvp(f, (params,), (v,))[1]  # J v
-            return vjp(self.output_hvp(z, y, u))[0]
+            # one forward pass: J v from the linearisation, J^T by its transpose
+            z, jvp = jax.linearize(lambda p: apply(p, extra, x), params)
+            hu = self.output_hvp(z, y, jvp(v))
+            return jax.linear_transpose(jvp, params)(hu)[0]
 
         return _data_mean(ggn, (self.params, self.extra, v), self.data, self.batch_size, self.mesh)
 
@@ -248,7 +248,7 @@ def ggn_operator(
     computed as ``jax.linearize`` of the model (:math:`J v`), the output loss's Hessian
     product (in closed form for ``"cross_entropy"``, :math:`(\mathrm{diag}(p) - pp^\top)u`
     per example, and ``"squared_error"``, :math:`2u/\mathrm{size}`; by autodiff for a
-    function), and a ``jax.vjp`` (:math:`J^\top`). Positive
+    function), and the transpose of the linearisation (:math:`J^\top`): one forward pass. Positive
     semi-definite for a loss convex in the outputs; equal to the Hessian for a linear
     model or at zero residual.
 
