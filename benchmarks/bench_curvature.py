@@ -39,7 +39,7 @@ import numpy as np
 import jaxopt_lab as jol  # first: sets the XLA flag before JAX starts its CPU backend
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_hessian as bh  # load_digits, init_weights, jax_problem, rel_err, fmt
+import bench_hessian as bh  # load_digits, init_weights, torch_model, jax_problem, rel_err, fmt
 
 FULL = {"hidden": (256, 256), "grid": (41, 41), "repeats": 3}
 QUICK = {"hidden": (32, 32), "grid": (11, 11), "repeats": 1}
@@ -126,22 +126,6 @@ def layer_indices(params) -> list[tuple[int, ...]]:
     return [tuple(v) for v in groups.values()]
 
 
-def torch_model(weights):
-    """``nn.Sequential(Linear, Tanh, ..., Linear)`` with the same weights; layer i is module 2i."""
-    import torch
-
-    layers = []
-    for i, (w, b) in enumerate(weights):
-        lin = torch.nn.Linear(*w.shape)
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(w.T.copy()))
-            lin.bias.copy_(torch.from_numpy(b))
-        layers.append(lin)
-        if i < len(weights) - 1:
-            layers.append(torch.nn.Tanh())
-    return torch.nn.Sequential(*layers)
-
-
 def try_import(module: str, dist: str):
     try:
         return importlib.import_module(module)
@@ -208,7 +192,7 @@ def section_ggn(cfg, weights, x, y):
         return
     import torch
 
-    model, criterion = torch_model(weights), torch.nn.CrossEntropyLoss()
+    model, criterion = bh.torch_model(weights), torch.nn.CrossEntropyLoss()
     tdata = (torch.from_numpy(x), torch.from_numpy(y))
     fns, seed = {}, [0]
     if he is not None:
@@ -316,7 +300,7 @@ def section_layers(cfg, weights, x, y):
         return
     import torch
 
-    model, criterion = torch_model(weights), torch.nn.CrossEntropyLoss()
+    model, criterion = bh.torch_model(weights), torch.nn.CrossEntropyLoss()
     tdata = (torch.from_numpy(x), torch.from_numpy(y))
     seed = [0]
 
@@ -466,7 +450,7 @@ def section_top1(cfg, weights, x, y):
     if ph is not None:
         import torch
 
-        model, criterion = torch_model(weights), torch.nn.CrossEntropyLoss()
+        model, criterion = bh.torch_model(weights), torch.nn.CrossEntropyLoss()
         tdata = (torch.from_numpy(x), torch.from_numpy(y))
         ph_module = sys.modules["pyhessian.hessian"]
         ph_hvp, ph_count, seed = ph_module.hessian_vector_product, [0], [0]

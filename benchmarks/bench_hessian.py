@@ -39,6 +39,22 @@ SMALL_HIDDEN = (28,)
 LARGE_HIDDEN = (1024, 1024)
 
 
+def torch_model(weights):
+    """``nn.Sequential(Linear, Tanh, ..., Linear)`` with the same weights; layer i is module 2i."""
+    import torch
+
+    layers = []
+    for i, (w, b) in enumerate(weights):
+        lin = torch.nn.Linear(*w.shape)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(w.T.copy()))
+            lin.bias.copy_(torch.from_numpy(b))
+        layers.append(lin)
+        if i < len(weights) - 1:
+            layers.append(torch.nn.Tanh())
+    return torch.nn.Sequential(*layers)
+
+
 def load_digits() -> tuple[np.ndarray, np.ndarray, str]:
     """All 1797 digits: ``jol.datasets.digits()`` (train + validation)."""
     import jaxopt_lab as jol
@@ -194,16 +210,7 @@ def section_pyhessian_comparison(x, y):
     )
 
     torch.manual_seed(0)
-    layers = []
-    for i, (w, b) in enumerate(weights):
-        lin = torch.nn.Linear(*w.shape)
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(w.T.copy()))
-            lin.bias.copy_(torch.from_numpy(b))
-        layers.append(lin)
-        if i < len(weights) - 1:
-            layers.append(torch.nn.Tanh())
-    model = torch.nn.Sequential(*layers)
+    model = torch_model(weights)
     criterion = torch.nn.CrossEntropyLoss()
     tdata = (torch.from_numpy(x), torch.from_numpy(y))
     with torch.no_grad():
