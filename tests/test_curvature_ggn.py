@@ -212,6 +212,10 @@ def test_preconditioner_of_rmsprop_and_adagrad_ours_and_optax():
 
 def test_preconditioned_sharpness_refuses_what_has_no_preconditioner():
     p = _mlp()
+    with pytest.raises(ValueError, match="`optimizer` is momentum, which has none"):
+        curvature.sharpness_callback(
+            _loss, DATA, every=1, preconditioned=True, optimizer=jol.momentum(0.1)
+        )
     with pytest.raises(ValueError, match="holds no diagonal preconditioner"):
         curvature.preconditioned_sharpness(_loss, p, DATA, jol.sgd(0.1).init(p))
     with pytest.raises(ValueError, match="no second-moment estimate yet"):

@@ -237,6 +237,13 @@ def sharpness_callback(
             "`optimizer` must be the optax transformation that trains (e.g. jol.adam(1e-3)), "
             f"got {type(optimizer).__name__}."
         )
+    rule = rule_of(optimizer)
+    if preconditioned and rule is not None and rule.preconditioner is None:
+        raise ValueError(
+            f"`preconditioned=True` needs an adaptive optimizer (Adam, RMSProp, AdaGrad), "
+            f"whose state holds a diagonal preconditioner; `optimizer` is {rule.name}, which "
+            "has none: drop preconditioned=True (its threshold bounds the plain sharpness)."
+        )
     if data is not None:
         num_examples(data)
     if max_matvecs is not None:
