@@ -42,6 +42,37 @@ class SharpnessState(NamedTuple):
     preconditioned_vector: Params = None  # the same for P^-1/2 H P^-1/2 (or None)
 
 
+def unit_start(params: Params, key: jax.Array) -> Params:
+    """A random unit vector shaped like ``params``: a callback's first Lanczos start."""
+    flat, unravel = ravel_pytree(params)
+    v = jax.random.normal(jax.random.fold_in(key, 0), flat.shape, flat.dtype)
+    return unravel(v / jnp.linalg.norm(v))
+
+
+def loop_operator(
+    loss_fn: Callable[..., jax.Array],
+    params: Params,
+    model: Any,
+    data: Any,
+    batch_size: int | None,
+    batch_norm: str = "running",
+) -> HessianOperator:
+    """The Hessian operator a callback builds inside the training loop.
+
+    One device: the training loop owns the placement (a sweep already runs callbacks
+    under ``shard_map`` over its runs, where a nested data mesh fails to trace). An NNX
+    model comes as the module (``model``), whose ``nnx.Param`` state is ``params``.
+    """
+    return hvp_operator(
+        loss_fn,
+        params if model is None else model,
+        data,
+        batch_size=batch_size,
+        devices=jax.local_devices()[:1],
+        batch_norm=batch_norm,
+    )
+
+
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: `data` holds arrays
 class SharpnessCallback:
     """A ``jol.train`` callback recording :math:`\\lambda_{\\max}` every ``every`` steps.
@@ -66,26 +97,16 @@ class SharpnessCallback:
     def init(self, params: Params) -> SharpnessState:
         """A random unit start vector shaped like ``params`` (two with ``preconditioned``)."""
         key = jax.random.key(self.seed)
-        flat, unravel = ravel_pytree(params)
-        v = jax.random.normal(jax.random.fold_in(key, 0), flat.shape, flat.dtype)
-        v = unravel(v / jnp.linalg.norm(v))
+        v = unit_start(params, key)
         return SharpnessState(
             vector=v, key=key, preconditioned_vector=v if self.preconditioned else None
         )
 
     def _operator(self, params: Params, model: Any) -> HessianOperator:
-        # One device: the training loop owns the placement (a sweep already runs this under
-        # `shard_map` over its runs, where a nested data mesh fails to trace). An NNX model
-        # comes as the module (`model`), whose `nnx.Param` state is `params`.
         if isinstance(self.loss_fn, HessianOperator):  # a GGN, Fisher, ... built by the user
             return self.loss_fn.with_params(params)
-        return hvp_operator(
-            self.loss_fn,
-            params if model is None else model,
-            self.data,
-            batch_size=self.batch_size,
-            devices=jax.local_devices()[:1],
-            batch_norm=self.batch_norm,
+        return loop_operator(
+            self.loss_fn, params, model, self.data, self.batch_size, self.batch_norm
         )
 
     def _top(self, op: HessianOperator, v0: Params, key: jax.Array, step: jax.Array):

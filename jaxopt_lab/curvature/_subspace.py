@@ -26,7 +26,8 @@ from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab._validation import check_count, check_tolerance
 from jaxopt_lab.curvature._eigen import eigenvalues
-from jaxopt_lab.curvature._operator import HessianOperator, as_operator, hvp_operator
+from jaxopt_lab.curvature._operator import HessianOperator, as_operator
+from jaxopt_lab.curvature._sharpness import loop_operator, unit_start
 
 
 class SubspaceOverlap(NamedTuple):
@@ -137,9 +138,7 @@ class SubspaceCallback:
 
     def init(self, params: Any) -> SubspaceState:
         key = jax.random.key(self.seed)
-        flat, unravel = ravel_pytree(params)
-        v = jax.random.normal(jax.random.fold_in(key, 0), flat.shape, flat.dtype)
-        return SubspaceState(unravel(v / jnp.linalg.norm(v)), key)
+        return SubspaceState(unit_start(params, key), key)
 
     def __call__(
         self,
@@ -151,13 +150,7 @@ class SubspaceCallback:
         opt_state: Any = None,
         optimizer: Any = None,
     ) -> tuple[SubspaceState, dict[str, jax.Array]]:
-        op = hvp_operator(
-            self.loss_fn,
-            params if model is None else model,
-            self.data,
-            batch_size=self.batch_size,
-            devices=jax.local_devices()[:1],
-        )
+        op = loop_operator(self.loss_fn, params, model, self.data, self.batch_size)
         eig, out = _overlap(
             op,
             self.k,
