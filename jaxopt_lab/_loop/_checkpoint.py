@@ -38,6 +38,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxopt_lab.distributed import _collectives as collectives
+
 META = "meta.json"
 LOCK = ".lock"
 FORMAT = "jaxopt_lab checkpoint 3 (orbax)"
@@ -170,21 +172,23 @@ class Directory:
 
     @classmethod
     def open(cls, directory: Any, fingerprint: dict[str, Any]) -> Directory:
+        """Opens ``directory`` for this program; with several processes, all together.
+
+        With several processes (``jax.distributed``), process 0 takes the lock and checks
+        the fingerprint for the whole job; a refusal there is raised on every process.
+        """
         path = check_directory(directory)
         fingerprint = _normalise(fingerprint)
-        lock = open(path / LOCK, "a+")  # noqa: SIM115 (held until close)
-        try:
-            _acquire(lock, path, fingerprint)
-            meta = _agree(path, fingerprint)
-            lock.seek(0)
-            lock.truncate()
-            lock.write(str(os.getpid()))
-            lock.flush()
-            _remove_leftovers(path, meta)
-        except BaseException:
-            lock.close()
-            raise
-        return cls(path, meta, lock)
+        if not collectives.multiprocess():
+            lock, meta = _claim(path, fingerprint)
+            return cls(path, meta, lock)
+        claimed = collectives.run_on_main(_claim, path, fingerprint)
+        if claimed is not None:
+            return cls(path, claimed[1], claimed[0])
+        meta = _read_meta(path)  # process 0 has written or checked it by now
+        if not isinstance(meta, dict):
+            raise ValueError(f"{META} in {str(path)!r} {meta or 'is missing'} on this process")
+        return cls(path, meta, None)
 
     def __enter__(self) -> Directory:
         return self
@@ -263,7 +267,7 @@ class Directory:
             problem = f"has missing or altered files ({', '.join(changed[:3])})"
         else:
             try:
-                arrays = _checkpointer().restore(target)
+                arrays = _restore(target)
                 arrays = {k: np.asarray(v) for k, v in arrays.items()}
             except Exception as e:  # orbax/tensorstore raise many kinds on damaged files
                 problem = f"cannot be read ({type(e).__name__}: {str(e)[:200]})"
@@ -280,13 +284,53 @@ class Directory:
         self.discard(name)
         return None
 
+    def save_collective(
+        self, name: str, arrays: dict[str, Any], on_host: dict[str, np.ndarray], **record: Any
+    ) -> None:
+        """Saves item ``name`` from every process at once (a collective; waits for it).
+
+        ``arrays`` may hold arrays that span processes: orbax writes each process's
+        shards from that process. ``on_host`` is the same item gathered on the host; its
+        checksum is what :meth:`load` checks. Process 0 records the item in ``meta.json``.
+        """
+        self.wait()
+        target = self.path / name
+        if collectives.main_process() and target.exists():
+            shutil.rmtree(target)
+        collectives.wait_for_all(f"jaxopt_lab checkpoint {name} clear")
+        _checkpointer().save(target, arrays)
+        if collectives.main_process():
+            entry = {"arrays": content_hash(on_host), "files": _file_hashes(target), **record}
+            with self._guard:
+                self.items[name] = entry
+            self._write_meta()
+
     def discard(self, name: str) -> None:
-        """Forgets item ``name`` and removes its files."""
+        """Forgets item ``name`` and removes its files (process 0 only, with several)."""
         with self._guard:
             known = self.items.pop(name, None) is not None
+        if not collectives.main_process():
+            return
         if known:
             self._write_meta()
         shutil.rmtree(self.path / name, ignore_errors=True)
+
+
+def _claim(path: pathlib.Path, fingerprint: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Takes the lock of ``path`` and agrees on its metadata: ``(lock, meta)``."""
+    lock = open(path / LOCK, "a+")  # noqa: SIM115 (held until close)
+    try:
+        _acquire(lock, path, fingerprint)
+        meta = _agree(path, fingerprint)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        _remove_leftovers(path, meta)
+    except BaseException:
+        lock.close()
+        raise
+    return lock, meta
 
 
 def read_newest(directory: Any, prefix: str) -> tuple[str, dict[str, np.ndarray]] | None:
@@ -308,7 +352,7 @@ def read_newest(directory: Any, prefix: str) -> tuple[str, dict[str, np.ndarray]
     target = path / name
     if not target.is_dir() or _file_hashes(target) != record["files"]:
         raise ValueError(f"checkpoint item {str(target)!r} is missing or has altered files")
-    arrays = {k: np.asarray(v) for k, v in _checkpointer().restore(target).items()}
+    arrays = {k: np.asarray(v) for k, v in _restore(target).items()}
     if content_hash(arrays) != record["arrays"]:
         raise ValueError(f"checkpoint item {str(target)!r} does not match its checksum")
     return name, arrays
@@ -334,6 +378,18 @@ def _file_hashes(item: pathlib.Path) -> dict[str, str]:
     for path in sorted(p for p in item.rglob("*") if p.is_file()):
         out[str(path.relative_to(item))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
+
+
+def _restore(target: pathlib.Path) -> dict[str, Any]:
+    """An item's arrays as NumPy arrays on this host, whoever wrote them (any layout)."""
+    import orbax.checkpoint as ocp
+
+    checkpointer = _checkpointer()
+    tree = checkpointer.metadata(target)
+    tree = getattr(tree, "item_metadata", tree)
+    tree = getattr(tree, "tree", tree)
+    args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), dict(tree))
+    return checkpointer.restore(target, restore_args=args)
 
 
 def _checkpointer() -> Any:

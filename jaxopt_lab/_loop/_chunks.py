@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_lab._loop._data import minibatch_indices
+from jaxopt_lab.distributed._collectives import fetch as fetch_rows
 from jaxopt_lab._loop._step import Spec
 
 
@@ -60,7 +61,7 @@ def run_chunks(
 
     def fetch():
         done, chunk_rows = waiting.pop()
-        rows.append(jax.device_get(chunk_rows))
+        rows.append(fetch_rows(chunk_rows))  # every process gets every run's rows
         progress(done)
 
     for c in range(first, spec.num_chunks):

@@ -42,6 +42,7 @@ from jaxopt_lab.curvature._operator import (
     _data_mean,
     check_problem,
     default_mesh,
+    replicate,
     functional_loss,
     num_examples,
 )
@@ -226,7 +227,9 @@ def _build(cls, apply_fn, output_loss, params, data, batch_size, devices):
     b = n if batch_size is None else min(batch_size, n)
     batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((b, *np.shape(x)[1:]), x.dtype), data)
     check_problem(loss, pure_params, extra, batch)
-    return cls(loss, pure_params, extra, data, batch_size, default_mesh(devices), output_hvp)
+    mesh = default_mesh(devices, data)
+    pure_params, extra = replicate((pure_params, extra), mesh)
+    return cls(loss, pure_params, extra, data, batch_size, mesh, output_hvp)
 
 
 def ggn_operator(

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxopt_lab._types import Params
@@ -281,12 +281,39 @@ def _dense_jit(op: HessianOperator, chunk: int) -> jax.Array:
     return 0.5 * (rows + rows.T)
 
 
-def default_mesh(devices: Sequence[jax.Device] | None) -> Mesh | None:
-    """A 1-D ``"data"`` mesh over ``devices`` (default: all local devices), None for one."""
-    devices = jax.local_devices() if devices is None else list(devices)
+def default_mesh(devices: Sequence[jax.Device] | None, data: Any = None) -> Mesh | None:
+    """A 1-D ``"data"`` mesh over ``devices``, None for one device.
+
+    The default is every local device, or, for data that spans several processes
+    (``jaxopt_lab.distributed.shard_data``), the devices it is sharded over.
+    """
+    if devices is None:
+        spread = [
+            x
+            for x in jax.tree.leaves(data)
+            if isinstance(x, jax.Array) and not x.is_fully_addressable
+        ]
+        devices = jax.local_devices()
+        if spread:
+            mesh = getattr(spread[0].sharding, "mesh", None)
+            devices = list(mesh.devices.ravel()) if mesh is not None else jax.devices()
+    devices = list(devices)
     if len(devices) <= 1:
         return None
     return Mesh(np.array(devices), (_AXIS,))
+
+
+def replicate(tree: Any, mesh: Mesh | None) -> Any:
+    """``tree`` on every device of ``mesh`` when it spans processes (else as it is).
+
+    A jitted program over devices of several processes takes only global arrays; every
+    process holds the same values of the point and the fixed state, so each puts its
+    copy on its own devices.
+    """
+    if mesh is None or all(d.process_index == jax.process_index() for d in mesh.devices.ravel()):
+        return tree
+    sharding = NamedSharding(mesh, P())
+    return jax.tree.map(lambda x: jax.device_put(jnp.asarray(x), sharding), tree)
 
 
 def hvp_operator(
@@ -349,7 +376,9 @@ def hvp_operator(
         b = n if batch_size is None else min(batch_size, n)
         batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((b, *np.shape(x)[1:]), x.dtype), data)
     check_problem(loss, pure_params, extra, batch)
-    return HessianOperator(loss, pure_params, extra, data, batch_size, default_mesh(devices))
+    mesh = default_mesh(devices, data)
+    pure_params, extra = replicate((pure_params, extra), mesh)
+    return HessianOperator(loss, pure_params, extra, data, batch_size, mesh)
 
 
 def check_problem(loss: Callable, params: Any, extra: Any, batch: Any) -> None:

@@ -20,6 +20,7 @@ from jaxopt_lab import _loop
 from jaxopt_lab._loop import checkpoint as ckpt
 from jaxopt_lab._loop import checks, programs
 from jaxopt_lab.sweep import _grid
+from jaxopt_lab.distributed import _collectives as collectives
 from jaxopt_lab.sweep._result import SweepResult
 
 
@@ -45,6 +46,8 @@ def sweep(
     devices: Sequence[jax.Device] | None = None,
     progress: bool = True,
     checkpoint_dir: str | os.PathLike | None = None,
+    keep_params: bool = True,
+    memory_budget: int | None = None,
     throw: bool = False,
 ) -> SweepResult:
     """Trains every combination of ``grid`` with every seed, in one compiled program.
@@ -169,7 +172,31 @@ def sweep(
     first_key = keys[int(seed_list[0])][0]
     model = _loop.model_from_init(loss_fn, init_fn, has_state, wrt, first_key)
     _grid.check_make_optimizer(make_optimizer, lambda k: model.split(init_fn(k))[0], grid)
+    if not isinstance(keep_params, bool):
+        raise TypeError(f"`keep_params` must be True or False, got {keep_params!r}.")
     runs = _grid.make_runs(grid, seed_list)
+    collectives.agree(
+        "jol.sweep",
+        {
+            "grid": {k: v.tolist() for k, v in grid.items()},
+            "seeds": seed_list.tolist(),
+            "steps": steps,
+            "batch_size": spec.batch_size,
+            "log_every": spec.log_every,
+            "chunk_size": spec.chunk_size,
+            "divergence_factor": spec.divergence_factor,
+            "callbacks": [type(cb).__qualname__ for cb in spec.callbacks],
+            "monitor_size": monitor_size,
+            "max_parallel": max_parallel,
+            "memory_budget": memory_budget,
+            "devices": None if devices is None else [d.id for d in devices],
+            "has_state": has_state,
+            "keep_params": keep_params,
+            "checkpoint_dir": None if directory is None else str(directory),
+            "data": ckpt.describe(data),
+            "eval_data": None if eval_data is None else ckpt.describe(eval_data),
+        },
+    )
     layout = _Layout.of(runs.seeds.size, devices, max_parallel)
 
     mesh = layout.mesh
@@ -203,6 +230,7 @@ def sweep(
         monitor=monitor,
         eval_data=eval_data,
         warm=None,
+        keep_params=keep_params,
     )
     store = None
     if directory is not None:
@@ -228,8 +256,9 @@ def sweep(
             grid={k: v.tolist() for k, v in grid.items()},
             seeds=seed_list.tolist(),
             runs_per_chunk=layout.runs_per_chunk,
+            **({} if keep_params else {"keep_params": False}),
         )
-        store = _Store(ckpt.Directory.open(directory, meta), start)
+        store = _Store(ckpt.Directory.open(directory, meta), start, keep_params)
     try:
         return _sweep(plan, first_key, store, progress=progress, throw=throw)
     finally:
@@ -242,11 +271,17 @@ def _sweep(plan: _Plan, first_key: Any, store: _Store | None, *, progress, throw
     static, runs, layout = plan.static, plan.runs, plan.layout
     spec, model = static.spec, static.model
     bar = tqdm.auto.tqdm(
-        total=runs.seeds.size * spec.steps, disable=not progress, unit="run-step", desc="sweep"
+        total=runs.seeds.size * spec.steps,
+        disable=not progress or not collectives.main_process(),
+        unit="run-step",
+        desc="sweep",
     )
     parts: list[Any] = [None] * len(layout.chunks)
     for j, members in enumerate(layout.chunks):
-        parts[j] = None if store is None else store.load(j, members.size)
+        parts[j] = None if store is None else store.load(j, members)
+    if store is not None:  # every process resumes the same chunks (those all could read)
+        parts = store.agree(parts)
+    for j, members in enumerate(layout.chunks):
         if parts[j] is not None:
             bar.update(members.size * spec.steps)
     pending = [j for j, part in enumerate(parts) if part is None]
@@ -254,10 +289,10 @@ def _sweep(plan: _Plan, first_key: Any, store: _Store | None, *, progress, throw
         plan = plan._replace(warm=_precompile(plan, first_key))
     for w in range(0, len(pending), layout.num_devices):  # a wave: one chunk per device
         wave = pending[w : w + layout.num_devices]
-        trained = _run_wave(plan, [layout.chunks[j] for j in wave], bar)
+        trained = _run_wave(plan, [layout.chunks[j] for j in wave], bar, store)
         for j, part in zip(wave, trained, strict=True):
             parts[j] = part
-            if store is not None:
+            if store is not None and not store.collective:
                 store.save(j, part)
     bar.close()
 
@@ -267,9 +302,13 @@ def _sweep(plan: _Plan, first_key: Any, store: _Store | None, *, progress, throw
         seeds=runs.seeds,
         steps=np.arange(spec.num_rows, dtype=np.int32) * spec.log_every,
         curves=curves,
-        params=_loop.concatenate([p.params for p in parts]),
+        params=_loop.concatenate([p.params for p in parts]) if plan.keep_params else None,
         num_devices=layout.num_devices,
-        state=_loop.concatenate([p.state for p in parts]) if model.has_state else None,
+        state=(
+            _loop.concatenate([p.state for p in parts])
+            if model.has_state and plan.keep_params
+            else None
+        ),
         model_def=model,
     )
     if throw:
@@ -357,16 +396,25 @@ class _Part(NamedTuple):
 
 
 class _Store:
-    """The checkpoint of a sweep: one orbax item per finished chunk of runs."""
+    """The checkpoint of a sweep, in orbax items of finished runs.
 
-    def __init__(self, directory: ckpt.Directory, start: tuple[Any, Any]):
-        self.directory, self.start = directory, start
+    One process saves one item per finished chunk (``runs_JJJJJ``). Several processes
+    save one item per wave (``wave_RRRRRR``) together: each writes the lanes of its own
+    devices, and the item records which run each lane holds. Either kind is loaded by
+    any number of processes and devices, so a sweep resumes on another layout (with the
+    same ``max_parallel``, hence the same chunks).
+    """
 
-    def load(self, j: int, size: int) -> _Part | None:
-        saved = self.directory.load(f"runs_{j:05d}")
-        if saved is None:
-            return None
+    def __init__(self, directory: ckpt.Directory, start: tuple[Any, Any], keep_params: bool):
+        self.directory, self.start, self.keep_params = directory, start, keep_params
+        self.collective = collectives.multiprocess()
+        self._wave: tuple[str | None, Any] = (None, None)  # the last wave item read
+
+    def _part(self, saved: dict, lanes: Any, size: int) -> _Part:
+        saved = {k: v[lanes] for k, v in saved.items() if k != "lane_run"}
         history = {k[2:]: v for k, v in saved.items() if k.startswith("h_")}
+        if not self.keep_params:
+            return _Part(history, None, None)
         params_like, state_like = self.start
         params = ckpt.tree_from_arrays("p", saved, _stacked_like(params_like, size))
         state = None
@@ -374,12 +422,63 @@ class _Store:
             state = ckpt.tree_from_arrays("m", saved, _stacked_like(state_like, size))
         return _Part(history, params, state)
 
+    def load(self, j: int, members: np.ndarray) -> _Part | None:
+        saved = self.directory.load(f"runs_{j:05d}")
+        if saved is not None:
+            return self._part(saved, slice(None), members.size)
+        for name, record in sorted(self.directory.items.items()):
+            lane_run = record.get("lane_run", [])
+            if not name.startswith("wave_") or not set(members.tolist()) <= set(lane_run):
+                continue
+            if self._wave[0] != name:
+                self._wave = (name, self.directory.load(name))
+            if self._wave[1] is not None:
+                lanes = np.array([lane_run.index(r) for r in members.tolist()])
+                return self._part(self._wave[1], lanes, members.size)
+        return None
+
+    def agree(self, parts: list) -> list:
+        """Keeps the loaded chunks that every process could load (the others run again)."""
+        if not self.collective:
+            return parts
+        from jax.experimental import multihost_utils
+
+        mine = np.array([p is not None for p in parts], np.int32)
+        every = np.asarray(multihost_utils.process_allgather(mine)).all(axis=0)
+        return [p if ok else None for p, ok in zip(parts, every, strict=True)]
+
     def save(self, j: int, part: _Part) -> None:
         arrays = {"h_" + k: v for k, v in part.history.items()}
         arrays.update(ckpt.tree_to_arrays("p", part.params))
         if part.state is not None:
             arrays.update(ckpt.tree_to_arrays("m", part.state))
         self.directory.save(f"runs_{j:05d}", arrays)
+
+    def save_wave(
+        self, chunks: list[np.ndarray], take: np.ndarray, width: int, history: dict, final, host
+    ) -> None:
+        """Saves a wave's runs from every process at once (each writes its own lanes)."""
+        lane_run = np.full(take.size, -1, np.int32)  # -1: a padding lane
+        for i, m in enumerate(chunks):
+            lane_run[i * width : i * width + m.size] = m
+        arrays = {"h_" + k: v for k, v in history.items() if k != "step"}
+        arrays["lane_run"] = lane_run
+        on_host = dict(arrays)
+        for prefix, tree, fetched in zip("pm", final, host, strict=True):
+            if tree is not None:
+                arrays.update(_global_arrays(prefix, tree))
+                on_host.update(ckpt.tree_to_arrays(prefix, fetched))
+        self.directory.save_collective(
+            f"wave_{int(chunks[0][0]):06d}", arrays, on_host, lane_run=lane_run.tolist()
+        )
+
+
+def _global_arrays(prefix: str, tree: Any) -> dict[str, jax.Array]:
+    """``ckpt.tree_to_arrays`` for arrays that span processes: they stay on the devices."""
+    return {
+        f"{prefix}{i:05d}": jax.random.key_data(x) if _is_key(x) else x
+        for i, x in enumerate(jax.tree.leaves(tree))
+    }
 
 
 class _Plan(NamedTuple):
@@ -394,6 +493,7 @@ class _Plan(NamedTuple):
     monitor: Any
     eval_data: Any
     warm: concurrent.futures.Future | None  # of _precompile, awaited before the first chunk
+    keep_params: bool = True  # fetch (and save) the final parameters of every run
 
 
 def _abstract_args(plan: _Plan, key: Any) -> tuple[tuple, tuple]:
@@ -474,7 +574,7 @@ def _chunk_indices(plan: _Plan, words: list, which: np.ndarray, start: int) -> A
     return idx if layout.by_run is None else jax.device_put(idx, layout.by_run)
 
 
-def _run_wave(plan: _Plan, chunks: list[np.ndarray], bar) -> list[_Part]:
+def _run_wave(plan: _Plan, chunks: list[np.ndarray], bar, store: _Store | None) -> list[_Part]:
     """Trains one chunk of runs per device, each padded to ``layout.width`` lanes.
 
     Missing chunks (fewer than ``num_devices`` left) are filled with copies; the padding
@@ -492,8 +592,11 @@ def _run_wave(plan: _Plan, chunks: list[np.ndarray], bar) -> list[_Part]:
 
     hparams = put({k: jnp.asarray(v[take]) for k, v in runs.hparams.items()})
     unique, which = np.unique(seeds, return_inverse=True)
-    starts = jax.device_get([programs.build(plan.builder, plan.keys[int(s)][0]) for s in unique])
-    params, model_state = put(_loop.stack_take(starts, which))
+    if layout.by_run is not None and collectives.multiprocess():
+        params, model_state = _local_starts(plan, seeds)
+    else:
+        starts = jax.device_get([programs.build(plan.builder, plan.keys[int(s)][0]) for s in unique])
+        params, model_state = put(_loop.stack_take(starts, which))
     keys = None
     if static.model.uses_key:
         data_keys = [_loop.typed_key(plan.keys[int(s)][1]) for s in seeds]
@@ -513,10 +616,57 @@ def _run_wave(plan: _Plan, chunks: list[np.ndarray], bar) -> list[_Part]:
         progress=lambda steps: bar.update(num_real * steps),
     )
     history = _loop.assemble_history(rows, static.spec, axis=1)
-    final = jax.device_get((run.params, run.model_state))
+    on_devices = (run.params, run.model_state) if plan.keep_params else (None, None)
+    final = collectives.fetch(on_devices)  # every process gets every run
+    if store is not None and store.collective:  # each process saves its own runs
+        store.save_wave(chunks, take, width, history, on_devices, final)
     out = []
     for i, m in enumerate(chunks):
         lanes = slice(i * width, i * width + m.size)
         params, state = _loop.host_take(final, lanes)
         out.append(_Part({k: v[lanes] for k, v in history.items() if k != "step"}, params, state))
     return out
+
+
+def _local_starts(plan: _Plan, seeds: np.ndarray) -> tuple[Any, Any]:
+    """The starting points of a wave's lanes, built only for this process's lanes.
+
+    Each process builds (``init_fn``) the seeds of the runs on its own devices and
+    contributes them to one global array sharded by run: no process builds another's.
+    """
+    by_run, lanes = plan.layout.by_run, seeds.size
+    built: dict[int, list] = {}
+
+    def leaves_of(seed: int) -> list:
+        if seed not in built:
+            start = jax.device_get(programs.build(plan.builder, plan.keys[seed][0]))
+            built[seed] = [
+                np.asarray(jax.random.key_data(x) if _is_key(x) else x)
+                for x in jax.tree.leaves(start)
+            ]
+        return built[seed]
+
+    mine = by_run.addressable_devices_indices_map((lanes,))
+    first = int(seeds[range(*next(iter(mine.values()))[0].indices(lanes))[0]])
+    like = jax.device_get(programs.build(plan.builder, plan.keys[first][0]))
+    like_leaves, treedef = jax.tree.flatten(like)
+    built[first] = [
+        np.asarray(jax.random.key_data(x) if _is_key(x) else x) for x in like_leaves
+    ]
+    out = []
+    for i, ref in enumerate(like_leaves):
+
+        def piece(index, i=i):
+            rows = range(*index[0].indices(lanes))
+            return np.stack([leaves_of(int(seeds[r]))[i] for r in rows])
+
+        shape = np.shape(jax.random.key_data(ref) if _is_key(ref) else ref)
+        leaf = jax.make_array_from_callback((lanes, *shape), by_run, piece)
+        if _is_key(ref):
+            leaf = jax.random.wrap_key_data(leaf, impl=jax.random.key_impl(ref))
+        out.append(leaf)
+    return jax.tree.unflatten(treedef, out)
+
+
+def _is_key(x: Any) -> bool:
+    return jax.dtypes.issubdtype(getattr(x, "dtype", np.float32), jax.dtypes.prng_key)
