@@ -56,7 +56,7 @@ def digest(arrays):
 if task in ("sweep", "mismatch"):
     lrs = [0.01, 0.1, 0.5, 2.0, 300.0, 3000.0]  # the last two diverge
     if task == "mismatch" and pid == 1:
-        lrs = lrs[:-1] + [1000.0]
+        lrs = [*lrs[:-1], 1000.0]
     result = jol.sweep(
         loss_fn,
         init_fn,

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_lab._loop._data import minibatch_indices
-from jaxopt_lab.distributed._collectives import fetch as fetch_rows
 from jaxopt_lab._loop._step import Spec
+from jaxopt_lab.distributed._collectives import fetch as fetch_rows
 
 
 def chunk_indices(

@@ -42,9 +42,9 @@ from jaxopt_lab.curvature._operator import (
     _data_mean,
     check_problem,
     default_mesh,
-    replicate,
     functional_loss,
     num_examples,
+    replicate,
 )
 
 OUTPUT_LOSSES = ("cross_entropy", "squared_error")

@@ -90,11 +90,11 @@ def initialize(
     if _initialized():
         return
     env = os.environ
-    if coordinator_address is None and num_processes is None and process_id is None:
-        if COORDINATOR in env:
-            coordinator_address = env[COORDINATOR]
-            num_processes = int(env.get(NUM_PROCESSES, "1"))
-            process_id = int(env.get(PROCESS_ID, "0"))
+    unset = coordinator_address is None and num_processes is None and process_id is None
+    if unset and COORDINATOR in env:
+        coordinator_address = env[COORDINATOR]
+        num_processes = int(env.get(NUM_PROCESSES, "1"))
+        process_id = int(env.get(PROCESS_ID, "0"))
     if timeout is None:
         timeout = float(env.get(INIT_TIMEOUT, "60"))
     _validation.check_positive("timeout", timeout, "Pass the seconds to wait, e.g. 60.", "60")
@@ -110,9 +110,10 @@ def initialize(
             local_device_ids=local_device_ids,
         )
         return
-    if not isinstance(coordinator_address, str) or not coordinator_address.rpartition(":")[
-        2
-    ].isdigit():
+    if (
+        not isinstance(coordinator_address, str)
+        or not coordinator_address.rpartition(":")[2].isdigit()
+    ):
         raise ValueError(
             f"`coordinator_address` must be 'host:port', got {coordinator_address!r}; e.g. "
             f"'127.0.0.1:{free_port()}'."
@@ -214,8 +215,8 @@ def launch(
             )
             out = err = None
             if capture_output or i > 0:
-                out = tempfile.TemporaryFile("w+")
-                err = tempfile.TemporaryFile("w+")
+                out = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed below)
+                err = tempfile.TemporaryFile("w+")  # noqa: SIM115
             logs.append((out, err))
             procs.append(
                 subprocess.Popen(
@@ -246,7 +247,9 @@ def launch(
             sys.stderr.write(text[1][-4000:])
         results.append(
             subprocess.CompletedProcess(
-                p.args, p.returncode, text[0] if capture_output else None,
+                p.args,
+                p.returncode,
+                text[0] if capture_output else None,
                 text[1] if capture_output else None,
             )
         )

@@ -76,8 +76,12 @@ def agree(what: str, fields: Mapping[str, Any]) -> None:
     differ = [k for i, k in enumerate(names) if not (every[:, i] == every[0, i]).all()]
     if differ:
         which = sorted(
-            {p for p in range(every.shape[0]) for i, k in enumerate(names) if k in differ
-             and not (every[p, i] == every[0, i]).all()}
+            {
+                p
+                for p in range(every.shape[0])
+                for i, k in enumerate(names)
+                if k in differ and not (every[p, i] == every[0, i]).all()
+            }
         )
         raise ValueError(
             f"{what} was called with different arguments in different processes: "

@@ -11,6 +11,7 @@ on the number of processes gets a Python ``RuntimeError`` within the timeout ins
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -144,10 +145,8 @@ def _join(address: str, num_processes: int, process_id: int, timeout: float) -> 
             verdict = _receive(conn, deadline + 5.0)
         except (OSError, ValueError):
             verdict = {"go": False, "problem": "the coordinator closed the connection"}
-        try:
+        with contextlib.suppress(OSError):
             _send(conn, {"bye": True})
-        except OSError:
-            pass
     finally:
         conn.close()
     if not verdict.get("go"):

@@ -19,8 +19,8 @@ from jax.sharding import PartitionSpec as P
 from jaxopt_lab import _loop
 from jaxopt_lab._loop import checkpoint as ckpt
 from jaxopt_lab._loop import checks, programs
-from jaxopt_lab.sweep import _grid
 from jaxopt_lab.distributed import _collectives as collectives
+from jaxopt_lab.sweep import _grid
 from jaxopt_lab.sweep._result import SweepResult
 
 
@@ -595,7 +595,8 @@ def _run_wave(plan: _Plan, chunks: list[np.ndarray], bar, store: _Store | None) 
     if layout.by_run is not None and collectives.multiprocess():
         params, model_state = _local_starts(plan, seeds)
     else:
-        starts = jax.device_get([programs.build(plan.builder, plan.keys[int(s)][0]) for s in unique])
+        starts = [programs.build(plan.builder, plan.keys[int(s)][0]) for s in unique]
+        starts = jax.device_get(starts)
         params, model_state = put(_loop.stack_take(starts, which))
     keys = None
     if static.model.uses_key:
@@ -650,9 +651,7 @@ def _local_starts(plan: _Plan, seeds: np.ndarray) -> tuple[Any, Any]:
     first = int(seeds[range(*next(iter(mine.values()))[0].indices(lanes))[0]])
     like = jax.device_get(programs.build(plan.builder, plan.keys[first][0]))
     like_leaves, treedef = jax.tree.flatten(like)
-    built[first] = [
-        np.asarray(jax.random.key_data(x) if _is_key(x) else x) for x in like_leaves
-    ]
+    built[first] = [np.asarray(jax.random.key_data(x) if _is_key(x) else x) for x in like_leaves]
     out = []
     for i, ref in enumerate(like_leaves):
 
