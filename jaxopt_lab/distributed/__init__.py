@@ -267,7 +267,7 @@ def _kill(p: subprocess.Popen) -> None:
 def _wait(procs: list[subprocess.Popen], grace: float, wall_timeout: float | None) -> None:
     start = time.monotonic()
     failed_at = None
-    while any(p.poll() is None for p in procs):
+    while [p.poll() for p in procs].count(None):  # polls every process
         now = time.monotonic()
         if wall_timeout is not None and now - start > wall_timeout:
             for p in procs:

@@ -1,0 +1,175 @@
+"""Several processes (JAX's distributed runtime, gloo on CPU) against one, bit for bit.
+
+Each job runs ``tests/_multiprocess_worker.py`` in fresh processes started by
+``jol.distributed.launch`` on 127.0.0.1 (a free port, timeouts, nothing left running):
+2 processes x 2 CPU devices against 1 process x 4 CPU devices.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+import jaxopt_lab as jol
+from jaxopt_lab import distributed
+
+HERE = pathlib.Path(__file__).parent
+WORKER = [sys.executable, str(HERE / "_multiprocess_worker.py")]
+
+
+def job(task, out, processes, devices, *options, wall_timeout=240):
+    results = distributed.launch(
+        [*WORKER, task, str(out), *options],
+        processes,
+        devices_per_process=devices,
+        timeout=60,
+        wall_timeout=wall_timeout,
+        capture_output=True,
+        cwd=HERE,
+    )
+    for p in results:
+        assert p.returncode == 0, p.stderr[-3000:]
+    digests = {
+        json.loads(pathlib.Path(f"{out}.{i}.json").read_text())["digest"] for i in range(processes)
+    }
+    assert len(digests) == 1, "the processes hold different results"
+    return dict(np.load(f"{out}.npz"))
+
+
+def assert_same(a, b):
+    assert sorted(a) == sorted(b)
+    differ = [k for k in a if not np.array_equal(a[k], b[k], equal_nan=True)]
+    assert not differ, f"differ: {differ}"
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The reference: the sweep in one process with 4 devices."""
+    return job("sweep", tmp_path_factory.mktemp("one") / "sweep", 1, 4)
+
+
+def test_sweep_in_two_processes_equals_one_process_bit_for_bit(one_process, tmp_path):
+    two = job("sweep", tmp_path / "sweep", 2, 2)
+    assert_same(two, one_process)
+    assert two["param_w1"].shape == (12, 64, 16)  # every run's parameters, on every process
+    diverged = two["table_diverged"]
+    assert diverged.sum() >= 2 and not diverged.all()  # frozen and flagged, the rest trained
+    assert np.isfinite(two["table_final_train_loss"][~diverged]).all()
+
+
+def test_sweep_without_params_keeps_table_and_curves(one_process, tmp_path):
+    two = job("sweep", tmp_path / "sweep", 2, 2, "keep_params=0")
+    assert not [k for k in two if k.startswith("param_")]
+    assert_same(two, {k: v for k, v in one_process.items() if not k.startswith("param_")})
+
+
+def test_eigenvalues_with_data_split_over_processes(tmp_path):
+    two = job("eigen", tmp_path / "eigen", 2, 2)
+    one = job("eigen", tmp_path / "eigen1", 1, 4)
+    assert two["converged"].all()
+    np.testing.assert_allclose(two["values"], one["values"], rtol=1e-6)
+    # and against the whole data on one device, in this process
+    sys.path.insert(0, str(HERE))
+    from _curvature_problems import mlp_loss, mlp_params
+
+    ds = jol.datasets.digits()
+    data = (np.asarray(ds.train.x[:512], np.float32), np.asarray(ds.train.y[:512]))
+    op = jol.curvature.hvp_operator(mlp_loss, mlp_params(hidden=8), data, devices=jax.devices()[:1])
+    ref = jol.curvature.eigenvalues(op, k=3, tol=1e-6)
+    np.testing.assert_allclose(two["values"], np.asarray(ref.values), rtol=1e-5)
+
+
+def test_checkpoint_survives_kills_and_resumes_in_another_layout(one_process, tmp_path):
+    """SIGKILL the 2-process job at random moments; resume; then in 1 process."""
+    ckpt = tmp_path / "ckpt"
+    options = ("max_parallel=1", "steps=40", f"checkpoint_dir={ckpt}")  # 3 waves of 4 runs
+    reference = job("sweep", tmp_path / "ref", 1, 4, "max_parallel=1", "steps=40")
+    rng = np.random.default_rng(0)
+    killed = 0
+    for _ in range(3):
+        try:
+            job("sweep", tmp_path / "killed", 2, 2, *options, wall_timeout=rng.uniform(3, 8))
+        except TimeoutError:
+            killed += 1
+    assert killed >= 1
+    resumed = job("sweep", tmp_path / "resumed", 2, 2, *options)
+    assert_same(resumed, reference)
+    items = set(json.loads((ckpt / "meta.json").read_text())["items"])
+    assert items == {"wave_000000", "wave_000004", "wave_000008"}
+    # the same directory in one process of 4 devices and of 2: everything is loaded
+    assert_same(job("sweep", tmp_path / "one4", 1, 4, *options), reference)
+    assert_same(job("sweep", tmp_path / "one2", 1, 2, *options), reference)
+    assert set(json.loads((ckpt / "meta.json").read_text())["items"]) == items  # none trained
+
+
+def test_different_grid_in_one_process_is_refused_by_name(tmp_path):
+    results = distributed.launch(
+        [*WORKER, "mismatch", str(tmp_path / "m")],
+        2,
+        devices_per_process=2,
+        timeout=60,
+        wall_timeout=240,
+        capture_output=True,
+        cwd=HERE,
+    )
+    for p in results:
+        assert p.returncode == 1
+        assert "`grid` differs between process 0 and process 1" in p.stderr
+
+
+@pytest.mark.parametrize("process_id", [0, 1])
+def test_a_process_that_never_starts_is_an_error_within_the_timeout(process_id, tmp_path):
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        JAXOPT_LAB_COORDINATOR=f"127.0.0.1:{distributed.free_port()}",
+        JAXOPT_LAB_NUM_PROCESSES="2",
+        JAXOPT_LAB_PROCESS_ID=str(process_id),
+        JAXOPT_LAB_INIT_TIMEOUT="3",
+    )
+    start = time.monotonic()
+    p = subprocess.run(
+        [*WORKER, "sweep", str(tmp_path / "alone")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=HERE,
+    )
+    assert time.monotonic() - start < 60  # an error, not a hang
+    assert p.returncode == 1
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("RuntimeError: jaxopt_lab.distributed.initialize")
+    assert ("process 1 of 2 did not reach" if process_id == 0 else "could not reach") in last
+
+
+def test_launch_returns_every_exit_code_and_stops_the_rest():
+    code = "import os, sys, time; pid = int(os.environ['JAXOPT_LAB_PROCESS_ID']);" + (
+        "sys.exit(3) if pid == 1 else time.sleep(600)"
+    )
+    start = time.monotonic()
+    results = distributed.launch([sys.executable, "-c", code], 2, timeout=1, capture_output=True)
+    assert time.monotonic() - start < 60
+    assert results[1].returncode == 3 and results[0].returncode == -9  # killed, not waited for
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: distributed.launch("python x.py", 2), "`command` must be a non-empty list"),
+        (lambda: distributed.launch([sys.executable], 0), "`num_processes` must be"),
+        (lambda: distributed.initialize("localhost", 2, 0), "`coordinator_address` must be"),
+        (lambda: distributed.initialize("127.0.0.1:1", 2, 2), "`process_id` must be"),
+        (lambda: distributed.initialize("127.0.0.1:1", 2, 0, timeout=-1), "`timeout`"),
+        (lambda: distributed.initialize(num_processes=2), "pass all three"),
+    ],
+)
+def test_bad_arguments_are_named(call, message):
+    with pytest.raises((TypeError, ValueError), match=message.replace("`", "`")):
+        call()
