@@ -92,6 +92,15 @@ def agree(what: str, fields: Mapping[str, Any]) -> None:
         )
 
 
+def smallest(value: int) -> int:
+    """The smallest of every process's ``value``."""
+    if not multiprocess():
+        return value
+    from jax.experimental import multihost_utils
+
+    return int(np.asarray(multihost_utils.process_allgather(np.int32(value))).min())
+
+
 def broadcast_text(text: str | None) -> str:
     """Process 0's ``text``, on every process (others pass anything)."""
     if not multiprocess():

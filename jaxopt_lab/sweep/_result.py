@@ -24,6 +24,7 @@ class SweepResult(NamedTuple):
     num_devices: int  # devices the runs were sharded over
     state: Any = None  # final model state (leading (runs,) axis) of stateful and NNX models
     model_def: Any = None  # the engine's description of the model (for `model(run)`)
+    memory_plan: dict | None = None  # max_parallel="auto": max_parallel, bytes_per_device, budget
 
     @property
     def num_runs(self) -> int:
@@ -52,6 +53,11 @@ class SweepResult(NamedTuple):
             )
         if not 0 <= run < self.num_runs:
             raise ValueError(f"`run` must be in [0, {self.num_runs}), got {run}.")
+        if self.params is None:
+            raise ValueError(
+                "this sweep ran with keep_params=False: it kept no parameters; run it "
+                "again with keep_params=True to get the trained modules."
+            )
         params, state = jax.tree.map(lambda x: jnp.asarray(x[run]), (self.params, self.state))
         return self.model_def.module(params, state)
 

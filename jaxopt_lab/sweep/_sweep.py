@@ -105,6 +105,11 @@ def sweep(
       max_parallel: the most runs one device trains at once (a memory bound). The
         default, ``ceil(runs / devices)``, gives every device one chunk; pass it
         explicitly for results that do not depend on the number of devices.
+        ``"auto"``: the most that fit in ``memory_budget``, by XLA's memory analysis of
+        the compiled training program (``compiled.memory_analysis()``: arguments,
+        outputs less donated buffers, temporaries) at widths 1 and 2, extrapolated and
+        checked by compiling the chosen width; ``SweepResult.memory_plan`` says what was
+        chosen. It costs two or three compilations.
       chunk_size: steps per compiled call (default about ``steps / 20``).
       devices: the devices to shard over (default ``jax.devices()``).
       progress: show a tqdm progress bar.
@@ -117,8 +122,24 @@ def sweep(
         for; a damaged chunk is named in a warning and recomputed. One process writes
         it at a time (an OS file lock): another with other arguments is refused, one
         with the same arguments waits and then loads what the first saved.
+      keep_params: return (and gather from every process) the final parameters and
+        model state of every run; ``False`` keeps only the curves and the table, for
+        sweeps whose parameters would not fit on one host.
+      memory_budget: with ``max_parallel="auto"``, bytes per device the training
+        program may use (default: 80% of the device's free memory; for CPU devices,
+        the host's available memory shared among them).
       throw: raise :class:`jaxopt_lab.DivergedError` naming the diverged runs (after
         every run has finished).
+
+    Several processes: in a program that called ``jax.distributed.initialize`` (or
+    :func:`jaxopt_lab.distributed.initialize`), the ``"runs"`` mesh spans every
+    process's devices (``jax.devices()``); each process builds and trains only the runs
+    on its own devices, then every process receives the whole result, bitwise equal to
+    one process with as many devices. Every process must pass the same arguments
+    (checked: a different grid is refused by name); only process 0 shows progress.
+    With ``checkpoint_dir`` (on a file system every process sees), each process saves
+    its own runs, and the directory resumes on any number of processes and devices
+    (with the same ``max_parallel``).
 
     Returns:
       A :class:`SweepResult`.
@@ -174,6 +195,7 @@ def sweep(
     _grid.check_make_optimizer(make_optimizer, lambda k: model.split(init_fn(k))[0], grid)
     if not isinstance(keep_params, bool):
         raise TypeError(f"`keep_params` must be True or False, got {keep_params!r}.")
+    auto = _check_memory_arguments(max_parallel, memory_budget)
     runs = _grid.make_runs(grid, seed_list)
     collectives.agree(
         "jol.sweep",
@@ -197,7 +219,7 @@ def sweep(
             "eval_data": None if eval_data is None else ckpt.describe(eval_data),
         },
     )
-    layout = _Layout.of(runs.seeds.size, devices, max_parallel)
+    layout = _Layout.of(runs.seeds.size, devices, None if auto else max_parallel)
 
     mesh = layout.mesh
     # A new but identical `make_optimizer` finds the program compiled for the first one.
@@ -232,6 +254,9 @@ def sweep(
         warm=None,
         keep_params=keep_params,
     )
+    if auto:  # the widest chunk whose compiled program fits the memory budget
+        plan = _fit_memory(plan, first_key, devices, memory_budget)
+        layout = plan.layout
     store = None
     if directory is not None:
         ckpt.preload()
@@ -310,6 +335,7 @@ def _sweep(plan: _Plan, first_key: Any, store: _Store | None, *, progress, throw
             else None
         ),
         model_def=model,
+        memory_plan=plan.memory_plan,
     )
     if throw:
         labels = [_loop.describe_run(runs.hparams, runs.seeds, r) for r in range(runs.seeds.size)]
@@ -494,6 +520,105 @@ class _Plan(NamedTuple):
     eval_data: Any
     warm: concurrent.futures.Future | None  # of _precompile, awaited before the first chunk
     keep_params: bool = True  # fetch (and save) the final parameters of every run
+    memory_plan: dict | None = None  # max_parallel="auto": what was chosen, and why
+
+
+def _check_memory_arguments(max_parallel: Any, memory_budget: Any) -> bool:
+    """Whether ``max_parallel`` is ``"auto"``; refuses a budget without it, by name."""
+    auto = isinstance(max_parallel, str) and max_parallel == "auto"
+    if isinstance(max_parallel, str) and not auto:
+        raise ValueError(
+            f"`max_parallel` must be a whole number, None or 'auto', got {max_parallel!r}."
+        )
+    if memory_budget is not None:
+        checks.check_count(
+            memory_budget, "memory_budget", fix="Pass bytes per device, e.g. 2 * 2**30."
+        )
+        if not auto:
+            raise ValueError(
+                f"`memory_budget`={memory_budget} applies to max_parallel='auto' only (got "
+                f"max_parallel={max_parallel!r}); pass max_parallel='auto', or drop it."
+            )
+    return auto
+
+
+def free_memory(device: jax.Device) -> int:
+    """Bytes free on ``device`` now: its allocator's limit less what is in use (GPU,
+    TPU), or for CPU devices the host's available memory shared by its CPU devices."""
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        available = int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return available // max(1, len(jax.local_devices(backend=device.platform)))
+
+
+#: the share of free memory ``max_parallel="auto"`` plans for when given no budget
+MEMORY_FRACTION = 0.8
+
+
+def _program_bytes(plan: _Plan, key: Any) -> int:
+    """Bytes one device needs for a wave's training program, from XLA's analysis."""
+    _, args = _abstract_args(plan, key)
+    stats = programs.train_runs.executable(plan.static, *args).memory_analysis()
+    return int(
+        stats.argument_size_in_bytes
+        + stats.output_size_in_bytes
+        - stats.alias_size_in_bytes
+        + stats.temp_size_in_bytes
+    )
+
+
+def _fit_memory(plan: _Plan, key: Any, devices: Any, budget: int | None) -> _Plan:
+    """The plan with the widest chunk whose compiled program fits ``budget`` per device.
+
+    The program's memory (arguments, outputs less donated buffers, temporaries: XLA's
+    ``compiled.memory_analysis()``) is measured at widths 1 and 2, extrapolated
+    linearly to the widest width that fits, and checked there by compiling it; widths
+    are lowered until one fits. With several processes, all take the smallest choice.
+    """
+    num_runs = plan.runs.seeds.size
+    device = (list(devices) if devices is not None else jax.devices())[0]
+    if budget is None:
+        budget = int(MEMORY_FRACTION * free_memory(device))
+
+    def at(width: int) -> tuple[_Plan, int]:
+        trial = plan._replace(layout=_Layout.of(num_runs, devices, width))
+        return trial, _program_bytes(trial, key)
+
+    most = math.ceil(num_runs / plan.layout.num_devices)
+    one, bytes_one = at(1)
+    if bytes_one > budget:
+        raise ValueError(
+            f"`memory_budget`: one run's training program needs {bytes_one:,} bytes per "
+            f"device, more than the budget of {budget:,}; raise it (or shrink the model, "
+            "batch_size or chunk_size)."
+        )
+    width = 1
+    if most > 1:
+        _, bytes_two = at(2)
+        per_run = max(bytes_two - bytes_one, 1)
+        width = int(min(most, 1 + (budget - bytes_one) // per_run))
+    best = (one, bytes_one, 1)
+    while width > 1:
+        trial, used = at(width)
+        if used <= budget:
+            best = (trial, used, width)
+            break
+        width = max(1, min(width - 1, int(width * budget / used)))
+    width = collectives.smallest(best[2])
+    chosen, used = (best[0], best[1]) if width == best[2] else at(width)
+    memory_plan = {
+        "max_parallel": width,
+        "bytes_per_device": used,
+        "budget": budget,
+        "bytes_one_run": bytes_one,
+    }
+    return chosen._replace(memory_plan=memory_plan)
 
 
 def _abstract_args(plan: _Plan, key: Any) -> tuple[tuple, tuple]:
