@@ -173,3 +173,56 @@ def test_launch_returns_every_exit_code_and_stops_the_rest():
 def test_bad_arguments_are_named(call, message):
     with pytest.raises((TypeError, ValueError), match=message.replace("`", "`")):
         call()
+
+
+def test_command_line_processes_equal_one_process(tmp_path):
+    def sweep_cli(out, processes, devices):
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "jaxopt_lab.cli",
+                "sweep",
+                "--processes",
+                str(processes),
+                "--devices-per-process",
+                str(devices),
+                "--steps",
+                "20",
+                "--lrs",
+                "1,0.3,0.1",
+                "--seeds",
+                "2",
+                "--no-progress",
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert p.stdout.count("best setting") == 1  # process 0 reports, the others do not
+        return json.loads((out / "sweep_momentum.json").read_text())
+
+    two = sweep_cli(tmp_path / "two", 2, 1)
+    one = sweep_cli(tmp_path / "one", 1, 2)
+    assert two["table"] == one["table"] and two["best"] == one["best"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--processes", "0"], "argument --processes: must be >= 1, got 0"),
+        (["--processes", "1000"], "argument --processes: must be at most 64"),
+        (["--devices-per-process", "two"], "argument --devices-per-process"),
+    ],
+)
+def test_command_line_bad_process_counts(argv, message, capsys):
+    from jaxopt_lab.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", *argv])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]

@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for `sweep --processes`
     prog = f"jaxopt-lab {args.command}"
     if extra:  # reported by the subcommand, like its other errors
         parser.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(extra)}\n")

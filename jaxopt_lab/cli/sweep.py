@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
+import os
+import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 
-from jaxopt_lab import plot
+from jaxopt_lab import distributed, plot
 from jaxopt_lab.cli import args as a
 from jaxopt_lab.cli import problem as problems
 from jaxopt_lab.cli import registry, report
@@ -94,9 +98,49 @@ def add_parser(sub) -> None:
         default=None,
         help="hidden units of the demo MLP (default 32; not with --problem)",
     )
+    p.add_argument(
+        "--processes",
+        type=a.bounded_int(MAX_PROCESSES, "on one machine a few processes show the idea"),
+        default=1,
+        help="start this many local processes (127.0.0.1, a free port) as one JAX job; the "
+        "runs are sharded over every process's devices (on a cluster, see the README)",
+    )
+    p.add_argument(
+        "--devices-per-process",
+        type=a.bounded_int(MAX_PROCESSES, "e.g. 2"),
+        default=None,
+        metavar="N",
+        help="CPU devices in each process (JAX_NUM_CPU_DEVICES; with --processes)",
+    )
     p.add_argument("--out", default=a.DEFAULT_OUT, help="output folder")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
+
+
+MAX_PROCESSES = 64
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """Runs this very command in ``--processes`` local processes; their exit status."""
+    print(
+        f"jaxopt-lab sweep: starting {args.processes} process(es) on 127.0.0.1"
+        + (f", {args.devices_per_process} CPU device(s) each" if args.devices_per_process else "")
+    )
+    sys.stdout.flush()
+    results = distributed.launch(
+        [sys.executable, "-m", "jaxopt_lab.cli", *args.argv],
+        args.processes,
+        devices_per_process=args.devices_per_process,
+    )
+    failed = [(i, p.returncode) for i, p in enumerate(results) if p.returncode]
+    if failed:
+        print(
+            "jaxopt-lab sweep: error: "
+            + ", ".join(f"process {i} exited with status {code}" for i, code in failed),
+            file=sys.stderr,
+        )
+        return max([2] + [code for _, code in failed if code > 0])
+    return 0
 
 
 def grid_rates(args: argparse.Namespace) -> list[float]:
@@ -157,7 +201,15 @@ def _examples(data) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """One vmapped sweep: table and best setting on stdout, CSV, JSON and PNG in ``--out``."""
+    """One vmapped sweep: table and best setting on stdout, CSV, JSON and PNG in ``--out``.
+
+    With ``--processes``, this command starts copies of itself as one JAX job
+    (:func:`jaxopt_lab.distributed.launch`); each copy joins it first (before JAX
+    computes anything), trains its share of the runs, and process 0 reports.
+    """
+    child = distributed.PROCESS_ID in os.environ
+    if child:
+        distributed.initialize()
     entry = registry.get(args.optimizer)
     rates = grid_rates(args)
     try:
@@ -177,6 +229,17 @@ def run(args: argparse.Namespace) -> int:
             f"argument --batch-size: at most {examples} (the training examples), "
             f"got {args.batch_size}; or 'full'"
         )
+    if not child and (args.processes > 1 or args.devices_per_process is not None):
+        return _launch(args)  # the arguments are checked: each process runs this command
+    if jax.process_index() == 0:
+        return _sweep_and_report(args, entry, grid, problem, write=True)
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        _sweep_and_report(args, entry, grid, problem, write=False)  # its share of the runs
+    return 0
+
+
+def _sweep_and_report(args, entry, grid, problem, *, write: bool) -> int:
+    """The sweep, its table and best setting on stdout and (``write``) its files."""
     sizes = " x ".join(f"{len(v)} {k}" for k, v in grid.items())
     print(
         f"jaxopt-lab sweep: {entry.name}, {sizes} x {args.seeds} seeds, {args.steps} steps, "
@@ -191,7 +254,10 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         log_every=a.log_every(args.steps),
         progress=not args.no_progress,
+        devices=None,
     )
+    if args.processes > 1 or args.devices_per_process is not None:
+        print(f"(on {jax.process_count()} process(es), {jax.device_count()} device(s) in all)")
     print(result.format())
     try:
         best = result.best_setting()
@@ -208,6 +274,8 @@ def run(args: argparse.Namespace) -> int:
         f"+- {best[metric + '_std']:.4f}; {int(result.diverged.sum())} of "
         f"{result.num_runs} runs diverged"
     )
+    if not write:
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"sweep_{entry.name}"
