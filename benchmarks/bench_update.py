@@ -51,16 +51,18 @@ def make_jax_stepper(tx, n):
     return run
 
 
-def make_torch_stepper(n):
+def make_torch_stepper(n, device="cpu"):
     import torch
 
-    p = torch.nn.Parameter(torch.ones(n, dtype=torch.float32))
-    p.grad = torch.full((n,), 1e-3, dtype=torch.float32)
+    p = torch.nn.Parameter(torch.ones(n, dtype=torch.float32, device=device))
+    p.grad = torch.full((n,), 1e-3, dtype=torch.float32, device=device)
     opt = torch.optim.Adam([p], lr=1e-3, fused=True)
 
     def run(iters):
         for _ in range(iters):
             opt.step()
+        if device != "cpu":
+            torch.cuda.synchronize()
 
     return run
 
