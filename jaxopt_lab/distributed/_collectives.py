@@ -6,12 +6,15 @@ must call it, in the same order. With one process each is cheap and local.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 
 def multiprocess() -> bool:
@@ -26,28 +29,53 @@ def main_process() -> bool:
 def fetch(tree: Any) -> Any:
     """``jax.device_get``, also for arrays that span other processes' devices.
 
-    A global array (sharded over devices of several processes) is gathered whole onto
-    every process (``multihost_utils.process_allgather``: a copy, bit for bit); what is
-    already addressable is fetched as usual.
+    Global arrays (sharded over devices of several processes) are gathered whole onto
+    every process by one compiled copy per mesh (a copy, bit for bit: replicated output
+    shardings), then fetched from this process's replica; what is already addressable
+    is fetched as usual.
     """
     leaves, treedef = jax.tree.flatten(tree)
-    spread = [
-        i
-        for i, x in enumerate(leaves)
-        if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated
-    ]
-    if spread:
-        from jax.experimental import multihost_utils
+    spread: dict[Any, list[int]] = {}
+    for i, x in enumerate(leaves):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+            mesh = getattr(x.sharding, "mesh", None)
+            spread.setdefault(mesh, []).append(i)
+    for mesh, where in spread.items():
+        group = [leaves[i] for i in where]
+        if mesh is None:  # not a NamedSharding: JAX's own gather, leaf by leaf
+            from jax.experimental import multihost_utils
 
-        raw = [leaves[i] for i in spread]
-        keys = [jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) for x in raw]
-        raw = [jax.random.key_data(x) if k else x for x, k in zip(raw, keys, strict=True)]
-        gathered = multihost_utils.process_allgather(raw, tiled=True)
-        for i, g, k in zip(spread, gathered, keys, strict=True):
-            g = np.asarray(g)
-            leaves[i] = jax.random.wrap_key_data(g, impl=jax.random.key_impl(leaves[i])) if k else g
-    out = jax.device_get(leaves)
-    return jax.tree.unflatten(treedef, out)
+            gathered = multihost_utils.process_allgather(group, tiled=True)
+        else:
+            gathered = _replicate(mesh)(group)
+        for i, g in zip(where, gathered, strict=True):
+            leaves[i] = g
+    return jax.tree.unflatten(treedef, jax.device_get(leaves))
+
+
+@functools.lru_cache(maxsize=16)
+def _replicate(mesh: Mesh) -> Any:
+    """A compiled identity whose outputs are replicated on every device of ``mesh``."""
+    return jax.jit(lambda tree: tree, out_shardings=NamedSharding(mesh, P()))
+
+
+def place(host: Any, sharding: Any) -> Any:
+    """``jax.device_put(host, sharding)``, without a cross-process check per call.
+
+    Every process holds the same ``host`` values (the caller's promise, checked once per
+    call of the library by :func:`agree`); each puts only its own devices' shards.
+    """
+    if sharding is None or sharding.is_fully_addressable:
+        return jax.device_put(host, sharding)
+
+    def one(x):
+        if jax.dtypes.issubdtype(getattr(x, "dtype", np.float32), jax.dtypes.prng_key):
+            words = one(jax.random.key_data(x))
+            return jax.random.wrap_key_data(words, impl=jax.random.key_impl(x))
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(one, host)
 
 
 def _digest(value: Any) -> np.ndarray:

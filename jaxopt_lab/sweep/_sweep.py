@@ -345,7 +345,7 @@ def _sweep(plan: _Plan, first_key: Any, store: _Store | None, *, progress, throw
 
 def _put(tree: Any, sharding: NamedSharding | None) -> Any:
     tree = _loop.to_device(tree)
-    return tree if sharding is None else jax.device_put(tree, sharding)
+    return tree if sharding is None else collectives.place(tree, sharding)
 
 
 def _stacked(like: Any, size: int, sharding: Any = None) -> Any:
@@ -694,9 +694,10 @@ def _chunk_indices(plan: _Plan, words: list, which: np.ndarray, start: int) -> A
         return None
     if plan.static.shared_batches:
         idx = jnp.asarray(_loop.chunk_indices(spec, words, None, start))
-        return idx if layout.mesh is None else jax.device_put(idx, NamedSharding(layout.mesh, P()))
+        replicated = None if layout.mesh is None else NamedSharding(layout.mesh, P())
+        return idx if replicated is None else collectives.place(idx, replicated)
     idx = jnp.asarray(_loop.chunk_indices(spec, words, which, start))
-    return idx if layout.by_run is None else jax.device_put(idx, layout.by_run)
+    return idx if layout.by_run is None else collectives.place(idx, layout.by_run)
 
 
 def _run_wave(plan: _Plan, chunks: list[np.ndarray], bar, store: _Store | None) -> list[_Part]:
@@ -713,7 +714,7 @@ def _run_wave(plan: _Plan, chunks: list[np.ndarray], bar, store: _Store | None) 
     seeds = runs.seeds[take]
 
     def put(tree):
-        return tree if layout.by_run is None else jax.device_put(tree, layout.by_run)
+        return tree if layout.by_run is None else collectives.place(tree, layout.by_run)
 
     hparams = put({k: jnp.asarray(v[take]) for k, v in runs.hparams.items()})
     unique, which = np.unique(seeds, return_inverse=True)
@@ -740,6 +741,7 @@ def _run_wave(plan: _Plan, chunks: list[np.ndarray], bar, store: _Store | None) 
         static.spec,
         indices=lambda start: _chunk_indices(plan, data_words, which, start),
         progress=lambda steps: bar.update(num_real * steps),
+        gather_at_end=collectives.multiprocess(),
     )
     history = _loop.assemble_history(rows, static.spec, axis=1)
     on_devices = (run.params, run.model_state) if plan.keep_params else (None, None)
