@@ -10,6 +10,9 @@ Tasks:
   sweep       an MLP on the digits: 6 learning rates (two diverge) x 2 seeds, minibatches
   eigen       top-3 Hessian eigenvalues of an MLP, each process holding half the data
   mismatch    a sweep whose grid differs in process 1
+
+Options (``key=value``): steps, chunk_size, max_parallel, checkpoint_dir, keep_params,
+and die_after=SECONDS (process 1 exits abruptly then, mid-way through its work).
 """
 
 import hashlib
@@ -30,6 +33,10 @@ task, out = sys.argv[1], sys.argv[2]
 options = dict(a.split("=", 1) for a in sys.argv[3:])
 pid = jax.process_index()
 ds = jol.datasets.digits()
+if pid == 1 and "die_after" in options:  # a worker that dies mid-way (SIGKILL-like)
+    import threading
+
+    threading.Timer(float(options["die_after"]), lambda: os._exit(9)).start()
 
 
 def init_fn(key):

@@ -226,3 +226,40 @@ def test_command_line_bad_process_counts(argv, message, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_a_process_that_dies_mid_way_stops_the_others_within_the_timeout(tmp_path):
+    """Without the launcher (as on a cluster): JAX's heartbeat, set to the timeout."""
+    port = distributed.free_port()
+    procs = []
+    for i in range(2):
+        env = dict(
+            os.environ,
+            JAX_PLATFORMS="cpu",
+            JAX_NUM_CPU_DEVICES="2",
+            JAXOPT_LAB_COORDINATOR=f"127.0.0.1:{port}",
+            JAXOPT_LAB_NUM_PROCESSES="2",
+            JAXOPT_LAB_PROCESS_ID=str(i),
+            JAXOPT_LAB_INIT_TIMEOUT="10",
+        )
+        argv = [*WORKER, "sweep", str(tmp_path / "s"), "steps=5000", "die_after=3"]
+        procs.append(
+            subprocess.Popen(
+                argv,
+                env=env,
+                cwd=HERE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    try:
+        start = time.monotonic()
+        _, err = procs[0].communicate(timeout=120)  # an error, never a hang
+        assert time.monotonic() - start < 90
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert procs[0].returncode != 0
+    assert "heartbeat timeout" in err or "Gloo" in err or "another task died" in err
