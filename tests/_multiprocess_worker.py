@@ -96,6 +96,14 @@ elif task == "eigen":
     data = distributed.shard_data((x[mine], y[mine]))
     eig = jol.curvature.eigenvalues(mlp_loss, params, data, k=3, tol=1e-6)
     arrays = {"values": np.asarray(eig.values), "converged": np.asarray(eig.converged)}
+    estimate, error = jol.curvature.trace(mlp_loss, params, data, key=jax.random.key(0))
+    arrays["trace"] = np.asarray([estimate, error])
+    report = jol.curvature.analyze(mlp_loss, params, data, k=3)
+    arrays["lambda_max"] = np.asarray(report.lambda_max)
+    op = jol.curvature.hvp_operator(mlp_loss, params, data)
+    loss, grad = op.loss_and_grad()
+    arrays["loss"] = np.asarray(loss)
+    arrays["grad_w"] = np.asarray(jax.tree.leaves(grad)[0])
 else:
     raise SystemExit(f"unknown task {task!r}")
 

@@ -74,6 +74,10 @@ def test_eigenvalues_with_data_split_over_processes(tmp_path):
     one = job("eigen", tmp_path / "eigen1", 1, 4)
     assert two["converged"].all()
     np.testing.assert_allclose(two["values"], one["values"], rtol=1e-6)
+    np.testing.assert_allclose(two["lambda_max"], one["lambda_max"], rtol=1e-6)
+    np.testing.assert_allclose(two["trace"], one["trace"], rtol=1e-5)
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-6)
+    np.testing.assert_allclose(two["grad_w"], one["grad_w"], rtol=1e-5, atol=1e-7)
     # and against the whole data on one device, in this process
     sys.path.insert(0, str(HERE))
     from _curvature_problems import mlp_loss, mlp_params
