@@ -267,3 +267,15 @@ def test_a_process_that_dies_mid_way_stops_the_others_within_the_timeout(tmp_pat
             p.wait()
     assert procs[0].returncode != 0
     assert "heartbeat timeout" in err or "Gloo" in err or "another task died" in err
+
+
+def test_the_cluster_example_runs_in_local_processes(tmp_path):
+    script = HERE.parent / "scripts" / "cluster_sweep.py"
+    argv = [sys.executable, str(script), "--local", "2", "--devices-per-process", "2"]
+    argv += ["--steps", "20", "--seeds", "1", "--out", str(tmp_path / "s.csv")]
+    argv += ["--checkpoint", str(tmp_path / "ckpt")]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "2 process(es), 4 device(s)" in p.stdout
+    rows = (tmp_path / "s.csv").read_text().splitlines()
+    assert len(rows) == 1 + 32 and rows[0].startswith("learning_rate,momentum,seed")
