@@ -7,6 +7,7 @@ sweeps, and Hessian eigen-analysis.
 from jaxopt_lab import _xla_workaround  # noqa: F401 (first: before JAX starts its CPU backend)
 from jaxopt_lab import curvature as curvature
 from jaxopt_lab import datasets as datasets
+from jaxopt_lab import distributed as distributed
 from jaxopt_lab import landscapes as landscapes
 from jaxopt_lab import schedules as schedules
 from jaxopt_lab._errors import DivergedError as DivergedError
@@ -62,6 +63,7 @@ __all__ = [
     "datasets",
     "delta_bar_delta",
     "diagnostics",
+    "distributed",
     "landscapes",
     "momentum",
     "nesterov",
