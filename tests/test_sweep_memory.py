@@ -79,7 +79,7 @@ def test_auto_budgets_give_wider_chunks_as_they_grow(unbounded):
     [
         ({"max_parallel": "auto", "memory_budget": 1000}, ValueError, "`memory_budget`: one run"),
         ({"max_parallel": 4, "memory_budget": 10**9}, ValueError, "max_parallel='auto' only"),
-        ({"max_parallel": "fast"}, ValueError, "`max_parallel` must be"),
+        ({"max_parallel": "fast"}, TypeError, "`max_parallel` must be"),
         ({"max_parallel": "auto", "memory_budget": 2.5e9}, TypeError, "`memory_budget`"),
         ({"keep_params": "no"}, TypeError, "`keep_params`"),
     ],

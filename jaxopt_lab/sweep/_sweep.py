@@ -197,28 +197,29 @@ def sweep(
         raise TypeError(f"`keep_params` must be True or False, got {keep_params!r}.")
     auto = _check_memory_arguments(max_parallel, memory_budget)
     runs = _grid.make_runs(grid, seed_list)
-    collectives.agree(
-        "jol.sweep",
-        {
-            "grid": {k: v.tolist() for k, v in grid.items()},
-            "seeds": seed_list.tolist(),
-            "steps": steps,
-            "batch_size": spec.batch_size,
-            "log_every": spec.log_every,
-            "chunk_size": spec.chunk_size,
-            "divergence_factor": spec.divergence_factor,
-            "callbacks": [type(cb).__qualname__ for cb in spec.callbacks],
-            "monitor_size": monitor_size,
-            "max_parallel": max_parallel,
-            "memory_budget": memory_budget,
-            "devices": None if devices is None else [d.id for d in devices],
-            "has_state": has_state,
-            "keep_params": keep_params,
-            "checkpoint_dir": None if directory is None else str(directory),
-            "data": ckpt.describe(data),
-            "eval_data": None if eval_data is None else ckpt.describe(eval_data),
-        },
-    )
+    if collectives.multiprocess():  # every process must sweep the same runs
+        collectives.agree(
+            "jol.sweep",
+            {
+                "grid": {k: v.tolist() for k, v in grid.items()},
+                "seeds": seed_list.tolist(),
+                "steps": spec.steps,
+                "batch_size": spec.batch_size,
+                "log_every": spec.log_every,
+                "chunk_size": spec.chunk_size,
+                "divergence_factor": spec.divergence_factor,
+                "callbacks": [type(cb).__qualname__ for cb in spec.callbacks],
+                "monitor_size": monitor_size,
+                "max_parallel": max_parallel,
+                "memory_budget": memory_budget,
+                "devices": None if devices is None else [d.id for d in devices],
+                "has_state": has_state,
+                "keep_params": keep_params,
+                "checkpoint_dir": None if directory is None else str(directory),
+                "data": ckpt.describe(data),
+                "eval_data": None if eval_data is None else ckpt.describe(eval_data),
+            },
+        )
     layout = _Layout.of(runs.seeds.size, devices, None if auto else max_parallel)
 
     mesh = layout.mesh
@@ -527,7 +528,7 @@ def _check_memory_arguments(max_parallel: Any, memory_budget: Any) -> bool:
     """Whether ``max_parallel`` is ``"auto"``; refuses a budget without it, by name."""
     auto = isinstance(max_parallel, str) and max_parallel == "auto"
     if isinstance(max_parallel, str) and not auto:
-        raise ValueError(
+        raise TypeError(
             f"`max_parallel` must be a whole number, None or 'auto', got {max_parallel!r}."
         )
     if memory_budget is not None:
