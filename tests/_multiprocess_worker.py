@@ -96,7 +96,9 @@ elif task == "eigen":
     data = distributed.shard_data((x[mine], y[mine]))
     eig = jol.curvature.eigenvalues(mlp_loss, params, data, k=3, tol=1e-6)
     arrays = {"values": np.asarray(eig.values), "converged": np.asarray(eig.converged)}
-    estimate, error = jol.curvature.trace(mlp_loss, params, data, key=jax.random.key(0))
+    estimate, error = jol.curvature.trace(
+        mlp_loss, params, data, key=jax.random.key(0), num_probes=20
+    )
     arrays["trace"] = np.asarray([estimate, error])
     # Lanczos: the dense path's one reduction across processes per Hessian column is slow
     report = jol.curvature.analyze(mlp_loss, params, data, k=3, method="lanczos")

@@ -63,12 +63,6 @@ def test_sweep_in_two_processes_equals_one_process_bit_for_bit(one_process, tmp_
     assert np.isfinite(two["table_final_train_loss"][~diverged]).all()
 
 
-def test_sweep_without_params_keeps_table_and_curves(one_process, tmp_path):
-    two = job("sweep", tmp_path / "sweep", 2, 2, "keep_params=0")
-    assert not [k for k in two if k.startswith("param_")]
-    assert_same(two, {k: v for k, v in one_process.items() if not k.startswith("param_")})
-
-
 def test_eigenvalues_with_data_split_over_processes(tmp_path):
     """Each of 2 processes loads half the data; against all of it in this one process."""
     two = job("eigen", tmp_path / "eigen", 2, 2)
@@ -84,7 +78,7 @@ def test_eigenvalues_with_data_split_over_processes(tmp_path):
     np.testing.assert_allclose(two["values"], np.asarray(ref.values), rtol=1e-6)
     report = jol.curvature.analyze(op, k=3, method="lanczos")
     np.testing.assert_allclose(two["lambda_max"], report.lambda_max, rtol=1e-6)
-    estimate, error = jol.curvature.trace(op, key=jax.random.key(0))
+    estimate, error = jol.curvature.trace(op, key=jax.random.key(0), num_probes=20)
     np.testing.assert_allclose(two["trace"], [estimate, error], rtol=1e-5)
     loss, grad = op.loss_and_grad()
     np.testing.assert_allclose(two["loss"], loss, rtol=1e-6)
@@ -97,7 +91,7 @@ def test_checkpoint_survives_kills_and_resumes_in_another_layout(one_process, tm
     options = (f"checkpoint_dir={ckpt}",)
     rng = np.random.default_rng(0)
     killed = 0
-    for _ in range(3):
+    for _ in range(2):
         try:
             job("sweep", tmp_path / "killed", 2, 2, *options, wall_timeout=rng.uniform(2.5, 6))
         except TimeoutError:
@@ -192,39 +186,37 @@ def test_bad_arguments_are_named(call, message):
         call()
 
 
-def test_command_line_processes_equal_one_process(tmp_path):
-    def sweep_cli(out, processes, devices):
-        p = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "jaxopt_lab.cli",
-                "sweep",
-                "--processes",
-                str(processes),
-                "--devices-per-process",
-                str(devices),
-                "--steps",
-                "20",
-                "--lrs",
-                "1,0.3,0.1",
-                "--seeds",
-                "2",
-                "--no-progress",
-                "--out",
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-        assert p.returncode == 0, p.stderr[-3000:]
-        assert p.stdout.count("best setting") == 1  # process 0 reports, the others do not
-        return json.loads((out / "sweep_momentum.json").read_text())
+def test_command_line_processes_equal_one_process(tmp_path, capsys):
+    argv = ["sweep", "--steps", "20", "--lrs", "1,0.3,0.1", "--seeds", "2", "--no-progress"]
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jaxopt_lab.cli",
+            *argv,
+            "--processes",
+            "2",
+            "--devices-per-process",
+            "1",
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count("best setting") == 1  # process 0 reports, the other does not
+    assert "(on 2 process(es), 2 device(s) in all)" in p.stdout
+    two = json.loads((tmp_path / "two" / "sweep_momentum.json").read_text())
+    from jaxopt_lab.cli import main
 
-    two = sweep_cli(tmp_path / "two", 2, 1)
-    one = sweep_cli(tmp_path / "one", 1, 2)
-    assert two["table"] == one["table"] and two["best"] == one["best"]
+    assert main([*argv, "--out", str(tmp_path / "one")]) == 0  # here: one process, one device
+    one = json.loads((tmp_path / "one" / "sweep_momentum.json").read_text())
+    assert two["best"]["learning_rate"] == one["best"]["learning_rate"]
+    for a, b in zip(two["table"], one["table"], strict=True):  # other widths: rounding only
+        assert a["diverged"] == b["diverged"]
+        np.testing.assert_allclose(a["final_val_loss"], b["final_val_loss"], rtol=1e-4)
 
 
 @pytest.mark.parametrize(
