@@ -23,8 +23,9 @@ HERE = pathlib.Path(__file__).parent
 WORKER = [sys.executable, str(HERE / "_multiprocess_worker.py")]
 
 
-def job(task, out, processes, devices, *options, wall_timeout=240):
-    results = distributed.launch(
+def launch(task, out, processes, devices, *options, wall_timeout=240):
+    """The worker's ``task`` in ``processes`` x ``devices``: every process's outcome."""
+    return distributed.launch(
         [*WORKER, task, str(out), *options],
         processes,
         devices_per_process=devices,
@@ -33,6 +34,11 @@ def job(task, out, processes, devices, *options, wall_timeout=240):
         capture_output=True,
         cwd=HERE,
     )
+
+
+def job(task, out, processes, devices, *options, wall_timeout=240):
+    """As :func:`launch`, all processes succeeding and agreeing: process 0's arrays."""
+    results = launch(task, out, processes, devices, *options, wall_timeout=wall_timeout)
     for p in results:
         assert p.returncode == 0, p.stderr[-3000:]
     digests = {
@@ -105,31 +111,13 @@ def test_checkpoint_survives_kills_and_resumes_in_another_layout(one_process, tm
     assert_same(job("sweep", tmp_path / "one", 1, 2, *options), one_process)
     assert set(json.loads((ckpt / "meta.json").read_text())["items"]) == items
     # other arguments are refused on every process (process 0 holds the lock and checks)
-    refused = distributed.launch(
-        [*WORKER, "sweep", str(tmp_path / "other"), "steps=20", *options],
-        2,
-        devices_per_process=2,
-        timeout=60,
-        wall_timeout=240,
-        capture_output=True,
-        cwd=HERE,
-    )
-    for p in refused:
+    for p in launch("sweep", tmp_path / "other", 2, 2, "steps=20", *options):
         assert p.returncode == 1
         assert "they differ in: program, spec" in p.stderr.strip().splitlines()[-1]
 
 
 def test_different_grid_in_one_process_is_refused_by_name(tmp_path):
-    results = distributed.launch(
-        [*WORKER, "mismatch", str(tmp_path / "m")],
-        2,
-        devices_per_process=2,
-        timeout=60,
-        wall_timeout=240,
-        capture_output=True,
-        cwd=HERE,
-    )
-    for p in results:
+    for p in launch("mismatch", tmp_path / "m", 2, 2):
         assert p.returncode == 1
         assert "`grid` differs between process 0 and process 1" in p.stderr
 

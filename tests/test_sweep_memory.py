@@ -48,7 +48,7 @@ def test_auto_under_a_small_budget_chunks_and_stays_under_it(unbounded, share):
     result = run(max_parallel="auto", memory_budget=budget)
     plan = result.memory_plan
     assert plan["budget"] == budget
-    assert 1 <= plan["max_parallel"] < 16  # chunked
+    assert plan["max_parallel"] in range(1, 16)  # chunked: fewer than the 16 runs at once
     assert plan["bytes_per_device"] <= budget  # what XLA says the chosen program needs
     # the same runs as an explicit max_parallel of that size, bit for bit
     explicit = run(max_parallel=plan["max_parallel"])
