@@ -20,6 +20,7 @@ from jaxopt_lab._loop._chunks import chunk_indices as chunk_indices
 from jaxopt_lab._loop._chunks import run_chunks as run_chunks
 from jaxopt_lab._loop._data import concatenate as concatenate
 from jaxopt_lab._loop._data import host_take as host_take
+from jaxopt_lab._loop._data import is_key as is_key
 from jaxopt_lab._loop._data import key_words as key_words
 from jaxopt_lab._loop._data import minibatch_indices as minibatch_indices
 from jaxopt_lab._loop._data import monitoring_subset as monitoring_subset
@@ -55,6 +56,7 @@ __all__ = [
     "describe_run",
     "host_take",
     "init_run",
+    "is_key",
     "key_words",
     "minibatch_indices",
     "model_from_init",

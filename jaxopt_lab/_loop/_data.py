@@ -82,24 +82,25 @@ def monitoring_subset(data: Any, num_examples: int, monitor_size: int) -> Any:
     return jax.tree.map(lambda a: a[idx], data)
 
 
-def _is_key(x: Any) -> bool:
+def is_key(x: Any) -> bool:
+    """Whether ``x`` is an array of typed PRNG keys."""
     return jax.dtypes.issubdtype(getattr(x, "dtype", np.float32), jax.dtypes.prng_key)
 
 
 def host_take(tree: Any, index: Any) -> Any:
     """``x[index]`` of every leaf, on the host (PRNG keys stay typed JAX arrays)."""
-    return jax.tree.map(lambda x: x[index] if _is_key(x) else np.asarray(x)[index], tree)
+    return jax.tree.map(lambda x: x[index] if is_key(x) else np.asarray(x)[index], tree)
 
 
 def concatenate(trees: list) -> Any:
     """Leaf-wise concatenation along the leading axis (PRNG keys included)."""
     return jax.tree.map(
-        lambda *xs: jnp.concatenate(xs) if _is_key(xs[0]) else np.concatenate(xs), *trees
+        lambda *xs: jnp.concatenate(xs) if is_key(xs[0]) else np.concatenate(xs), *trees
     )
 
 
 def stack_take(trees: list, which: np.ndarray) -> Any:
     """Leaf-wise ``stack(trees)[which]`` (PRNG keys included)."""
     return jax.tree.map(
-        lambda *xs: jnp.stack(xs)[which] if _is_key(xs[0]) else np.stack(xs)[which], *trees
+        lambda *xs: jnp.stack(xs)[which] if is_key(xs[0]) else np.stack(xs)[which], *trees
     )

@@ -120,6 +120,16 @@ def agree(what: str, fields: Mapping[str, Any]) -> None:
         )
 
 
+def everywhere(flags: list[bool]) -> np.ndarray:
+    """For each flag, whether it is true in every process."""
+    if not multiprocess():
+        return np.asarray(flags, bool)
+    from jax.experimental import multihost_utils
+
+    every = multihost_utils.process_allgather(np.asarray(flags, np.int32))
+    return np.asarray(every).all(axis=0)
+
+
 def smallest(value: int) -> int:
     """The smallest of every process's ``value``."""
     if not multiprocess():

@@ -468,10 +468,7 @@ class _Store:
         """Keeps the loaded chunks that every process could load (the others run again)."""
         if not self.collective:
             return parts
-        from jax.experimental import multihost_utils
-
-        mine = np.array([p is not None for p in parts], np.int32)
-        every = np.asarray(multihost_utils.process_allgather(mine)).all(axis=0)
+        every = collectives.everywhere([p is not None for p in parts])
         return [p if ok else None for p, ok in zip(parts, every, strict=True)]
 
     def save(self, j: int, part: _Part) -> None:
@@ -503,7 +500,7 @@ class _Store:
 def _global_arrays(prefix: str, tree: Any) -> dict[str, jax.Array]:
     """``ckpt.tree_to_arrays`` for arrays that span processes: they stay on the devices."""
     return {
-        f"{prefix}{i:05d}": jax.random.key_data(x) if _is_key(x) else x
+        f"{prefix}{i:05d}": jax.random.key_data(x) if _loop.is_key(x) else x
         for i, x in enumerate(jax.tree.leaves(tree))
     }
 
@@ -764,36 +761,31 @@ def _local_starts(plan: _Plan, seeds: np.ndarray) -> tuple[Any, Any]:
     contributes them to one global array sharded by run: no process builds another's.
     """
     by_run, lanes = plan.layout.by_run, seeds.size
-    built: dict[int, list] = {}
+    starts: dict[int, list] = {}  # seed -> the leaves of its start, on the host
 
-    def leaves_of(seed: int) -> list:
-        if seed not in built:
-            start = jax.device_get(programs.build(plan.builder, plan.keys[seed][0]))
-            built[seed] = [
-                np.asarray(jax.random.key_data(x) if _is_key(x) else x)
-                for x in jax.tree.leaves(start)
-            ]
-        return built[seed]
+    def build(seed: int) -> Any:
+        return jax.device_get(programs.build(plan.builder, plan.keys[seed][0]))
+
+    def start_of(seed: int) -> list:
+        if seed not in starts:
+            starts[seed] = jax.tree.leaves(build(seed))
+        return starts[seed]
+
+    def words(x: Any) -> np.ndarray:
+        return np.asarray(jax.random.key_data(x) if _loop.is_key(x) else x)
 
     mine = by_run.addressable_devices_indices_map((lanes,))
     first = int(seeds[range(*next(iter(mine.values()))[0].indices(lanes))[0]])
-    like = jax.device_get(programs.build(plan.builder, plan.keys[first][0]))
-    like_leaves, treedef = jax.tree.flatten(like)
-    built[first] = [np.asarray(jax.random.key_data(x) if _is_key(x) else x) for x in like_leaves]
+    starts[first], treedef = jax.tree.flatten(build(first))
     out = []
-    for i, ref in enumerate(like_leaves):
+    for i, ref in enumerate(start_of(first)):
 
         def piece(index, i=i):
             rows = range(*index[0].indices(lanes))
-            return np.stack([leaves_of(int(seeds[r]))[i] for r in rows])
+            return np.stack([words(start_of(int(seeds[r]))[i]) for r in rows])
 
-        shape = np.shape(jax.random.key_data(ref) if _is_key(ref) else ref)
-        leaf = jax.make_array_from_callback((lanes, *shape), by_run, piece)
-        if _is_key(ref):
+        leaf = jax.make_array_from_callback((lanes, *words(ref).shape), by_run, piece)
+        if _loop.is_key(ref):
             leaf = jax.random.wrap_key_data(leaf, impl=jax.random.key_impl(ref))
         out.append(leaf)
     return jax.tree.unflatten(treedef, out)
-
-
-def _is_key(x: Any) -> bool:
-    return jax.dtypes.issubdtype(getattr(x, "dtype", np.float32), jax.dtypes.prng_key)
