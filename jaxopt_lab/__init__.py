@@ -10,6 +10,7 @@ from jaxopt_lab import datasets as datasets
 from jaxopt_lab import distributed as distributed
 from jaxopt_lab import landscapes as landscapes
 from jaxopt_lab import schedules as schedules
+from jaxopt_lab import search as search
 from jaxopt_lab._errors import DivergedError as DivergedError
 from jaxopt_lab._loop import Callback as Callback
 from jaxopt_lab.optimizers import adadelta as adadelta
@@ -84,6 +85,7 @@ __all__ = [
     "scale_by_sign",
     "scale_by_trace",
     "schedules",
+    "search",
     "seed_keys",
     "sgd",
     "sign_sgd",

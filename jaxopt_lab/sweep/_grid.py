@@ -63,6 +63,28 @@ def check_grid(grid: Any) -> dict[str, np.ndarray]:
     return out
 
 
+def check_trials(trials: Any) -> dict[str, np.ndarray]:
+    """A sample of trials (a list of dicts name -> number, as ``jol.search`` returns) as
+    name -> (trials,) values, checked like a grid's."""
+    if isinstance(trials, str | bytes) or not isinstance(trials, Sequence) or not trials:
+        raise ValueError(
+            f"`grid` must be a dict of name -> values (a product) or a non-empty list of "
+            f"trials (dicts name -> value, e.g. from jol.search), got {trials!r}."
+        )
+    first = trials[0]
+    if not isinstance(first, Mapping) or not first:
+        raise ValueError(f"`grid[0]` must be a non-empty dict name -> value, got {first!r}.")
+    names = list(first)
+    for i, trial in enumerate(trials):
+        if not isinstance(trial, Mapping) or sorted(trial) != sorted(names):
+            raise ValueError(
+                f"`grid[{i}]` must be a dict with the keys of `grid[0]` ({sorted(names)}), "
+                f"got {trial!r}."
+            )
+    columns = check_grid({k: [trial[k] for trial in trials] for k in names})
+    return columns
+
+
 def check_seeds(seeds: int | Sequence[int]) -> np.ndarray:
     if isinstance(seeds, int | np.integer) and not isinstance(seeds, bool):
         if seeds < 1:
@@ -76,13 +98,17 @@ def check_seeds(seeds: int | Sequence[int]) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def make_runs(grid: dict[str, np.ndarray], seeds: np.ndarray) -> Runs:
-    combos = list(itertools.product(*(range(v.size) for v in grid.values())))
-    hparams = {
-        name: np.repeat(values[[c[i] for c in combos]], seeds.size)
-        for i, (name, values) in enumerate(grid.items())
-    }
-    return Runs(hparams, np.tile(seeds, len(combos)), len(combos), seeds.size)
+def make_runs(grid: dict[str, np.ndarray], seeds: np.ndarray, *, product: bool = True) -> Runs:
+    """Every setting x seed: the product of the grid's values, or (``product=False``)
+    the settings as given (a sample of trials: column ``i`` of every name)."""
+    if product:
+        combos = list(itertools.product(*(range(v.size) for v in grid.values())))
+        grid = {
+            name: values[[c[i] for c in combos]] for i, (name, values) in enumerate(grid.items())
+        }
+    num = next(iter(grid.values())).size
+    hparams = {name: np.repeat(values, seeds.size) for name, values in grid.items()}
+    return Runs(hparams, np.tile(seeds, num), num, seeds.size)
 
 
 class _Tracking(Mapping):

@@ -89,7 +89,10 @@ def sweep(
         seed start from the same point.
       make_optimizer: ``make_optimizer(hparams) -> optax.GradientTransformation`` where
         ``hparams`` maps every grid key to a traced scalar. It must read every key.
-      grid: hyperparameter name -> non-empty list of numbers.
+      grid: hyperparameter name -> non-empty list of numbers (every combination is
+        trained), or a sample of trials: a list of dicts name -> number, e.g.
+        ``jol.search.space(...).quasirandom(27, seed=0)`` (one run per trial and seed,
+        in the order given).
       data: a pytree of arrays sharing a leading axis.
       steps: updates per run, ``>= 1``.
       seeds: the number of seeds (``0, ..., seeds - 1``) or a list of seeds.
@@ -171,7 +174,8 @@ def sweep(
       (12,)
       >>> best = result.best()  # dict: run, learning_rate, momentum, seed, ...
     """
-    grid = _grid.check_grid(grid)
+    product = isinstance(grid, Mapping)  # else a sample of trials: one run per trial
+    grid = _grid.check_grid(grid) if product else _grid.check_trials(grid)
     seed_list = _grid.check_seeds(seeds)
     n = checks.leading_axis("data", data)
     spec = checks.build_spec(
@@ -196,12 +200,13 @@ def sweep(
     if not isinstance(keep_params, bool):
         raise TypeError(f"`keep_params` must be True or False, got {keep_params!r}.")
     auto = _check_memory_arguments(max_parallel, memory_budget)
-    runs = _grid.make_runs(grid, seed_list)
+    runs = _grid.make_runs(grid, seed_list, product=product)
     if collectives.multiprocess():  # every process must sweep the same runs
         collectives.agree(
             "jol.sweep",
             {
                 "grid": {k: v.tolist() for k, v in grid.items()},
+                "trials": not product,
                 "seeds": seed_list.tolist(),
                 "steps": spec.steps,
                 "batch_size": spec.batch_size,
@@ -280,6 +285,7 @@ def sweep(
             eval_data=eval_data,
             start=start,
             grid={k: v.tolist() for k, v in grid.items()},
+            **({} if product else {"trials": True}),
             seeds=seed_list.tolist(),
             runs_per_chunk=layout.runs_per_chunk,
             **({} if keep_params else {"keep_params": False}),
