@@ -29,99 +29,21 @@ mapping with the same keys is accepted as well. The demo's digits MLP
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib
 import importlib.util
 import os
 import sys
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
-from jaxopt_lab.datasets import NUM_CLASSES, NUM_FEATURES, digits
+from jaxopt_lab.problems import FIELDS, MLP, Problem, ProblemError, digits_mlp
 
-FIELDS = "loss_fn, init_fn (or model), data, and optionally eval_data, has_state, name"
-
-
-class ProblemError(ValueError):
-    """A ``--problem`` that cannot be imported or does not describe a problem."""
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Problem:
-    """What the command line trains: a loss, a starting point, data.
-
-    Attributes:
-      loss_fn: ``loss_fn(params, batch) -> scalar`` (``loss_fn(model, batch)`` for an NNX
-        module; ``loss_fn(params, state, batch, key) -> (loss, new_state)`` with
-        ``has_state``), as ``jol.train`` takes it.
-      init_fn: ``init_fn(key) -> params`` (a pytree, an ``nnx.Module``, or ``(params,
-        state)`` with ``has_state``): every seed of a sweep starts from its own key.
-      model: instead of ``init_fn``, one starting point (an ``nnx.Module`` or a pytree):
-        every seed starts there and differs only in the order of its batches.
-      data: the training data, a pytree of arrays with a leading example axis.
-      eval_data: optional validation data, structured like ``data``.
-      has_state: ``init_fn`` returns ``(params, state)`` of a functional model.
-      name: shown in what the command prints and in its file names.
-      accuracy_fn: optional ``accuracy_fn(params, batch) -> fraction correct``.
-    """
-
-    loss_fn: Callable[..., Any]
-    data: Any
-    init_fn: Callable[[jax.Array], Any] | None = None
-    model: Any = None
-    eval_data: Any = None
-    has_state: bool = False
-    name: str = "problem"
-    accuracy_fn: Callable[..., Any] | None = None
-
-    def __post_init__(self):
-        where = f"problem {self.name!r}"
-        if not callable(self.loss_fn):
-            raise ProblemError(f"{where}: loss_fn must be callable, got {self.loss_fn!r}")
-        if (self.init_fn is None) == (self.model is None):
-            raise ProblemError(
-                f"{where}: give init_fn (key -> parameters) or model (one starting point), "
-                + ("not both" if self.init_fn is not None else "neither was given")
-            )
-        if self.init_fn is not None and not callable(self.init_fn):
-            raise ProblemError(f"{where}: init_fn must be callable, got {self.init_fn!r}")
-        if self.data is None or not jax.tree.leaves(self.data):
-            raise ProblemError(f"{where}: data must be a pytree of arrays, got {self.data!r}")
-
-    def start(self, key: jax.Array) -> Any:
-        """The starting point of the seed with ``key``."""
-        if self.init_fn is not None:
-            return self.init_fn(key)
-        if isinstance(self.model, nnx.Module):
-            return nnx.clone(self.model)
-        return self.model
-
-    def sweep_init_fn(self) -> Callable[[jax.Array], Any]:
-        """``init_fn`` for ``jol.sweep``: the problem's own, or one returning ``model``."""
-        if self.init_fn is not None:
-            return self.init_fn
-        model = self.model
-        if isinstance(model, nnx.Module):
-            graphdef, state = nnx.split(model)
-            return lambda key: nnx.merge(graphdef, state)
-        return lambda key: model
-
-    def num_params(self) -> int:
-        """The number of trained parameters D (``nnx.Param`` for an NNX module)."""
-        start = self.model if self.init_fn is None else None
-        if start is None:
-            start = jax.eval_shape(self.init_fn, jax.random.key(0))
-        if self.has_state:
-            start = start[0]
-        if isinstance(start, nnx.Module):
-            start = nnx.state(start, nnx.Param)
-        return sum(int(leaf.size) for leaf in jax.tree.leaves(start))
+__all__ = ["FIELDS", "MLP", "Problem", "ProblemError", "as_problem", "digits_mlp", "load"]
 
 
 def as_problem(obj: Any, source: str) -> Problem:
@@ -280,56 +202,3 @@ def load_params(problem: Problem, directory: str) -> Any:
         nnx.update(params, new)
         new = params
     return (new, start[1]) if problem.has_state else new
-
-
-# --- the demo's problem: an NNX MLP on the bundled digits -------------------------------------
-
-
-class MLP(nnx.Module):
-    """64 pixels -> ``hidden`` tanh units -> 10 logits."""
-
-    def __init__(self, hidden: int, *, rngs: nnx.Rngs):
-        self.hidden = nnx.Linear(NUM_FEATURES, hidden, rngs=rngs)
-        self.out = nnx.Linear(hidden, NUM_CLASSES, rngs=rngs)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.out(jnp.tanh(self.hidden(x)))
-
-
-@functools.cache
-def digits_mlp(hidden: int = 32) -> Problem:
-    """The demo's problem: :class:`MLP` on the bundled digits, as a pure function of its
-    ``nnx.State`` (split once into a static graph and the state).
-
-    Cached per size: the same function objects come back for the same ``hidden``, so
-    compiled programs are reused between the sweep, the retraining and the Hessian.
-
-    Example:
-      >>> from jaxopt_lab.cli.problem import digits_mlp
-      >>> digits_mlp(16).num_params()
-      1210
-    """
-    graphdef, _ = nnx.split(nnx.eval_shape(lambda: MLP(hidden, rngs=nnx.Rngs(0))))
-
-    def init_fn(key: jax.Array) -> Any:
-        return nnx.split(MLP(hidden, rngs=nnx.Rngs(params=key)))[1]
-
-    def logits(state: Any, x: jax.Array) -> jax.Array:
-        return nnx.merge(graphdef, state)(x)
-
-    def loss_fn(state: Any, batch: Any) -> jax.Array:
-        out = logits(state, batch.x)
-        return optax.softmax_cross_entropy_with_integer_labels(out, batch.y).mean()
-
-    def accuracy_fn(state: Any, batch: Any) -> jax.Array:
-        return jnp.mean(jnp.argmax(logits(state, batch.x), axis=-1) == batch.y)
-
-    ds = digits()
-    return Problem(
-        loss_fn=loss_fn,
-        init_fn=init_fn,
-        data=ds.train,
-        eval_data=ds.validation,
-        name=f"digits MLP 64-{hidden}-10",
-        accuracy_fn=accuracy_fn,
-    )
