@@ -20,6 +20,11 @@ r"""Figures a person reads at a glance.
 - :func:`loss_surface`: contours of the loss on a 2-D slice through the parameters
   (``jol.curvature.loss_surface``; Li et al. 2018), optionally with a training
   trajectory projected onto the slice.
+- :func:`performance_profile`: the fraction of problems each method solves within
+  :math:`\tau` times the best time, and its score (AlgoPerf, Dahl et al. 2023; after
+  Dolan & Moré 2002).
+- :func:`tuning_curves`: the best loss so far against the number of tuning trials, per
+  method (the budget view of Schmidt et al. 2021, "Descending through a Crowded Valley").
 - :func:`subplots`: an empty figure made the same way, to compose panels of your own.
 - :func:`save`: a sharp PNG (:data:`DPI`), the figure closed if pyplot holds it.
 
@@ -65,6 +70,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from jaxopt_lab.landscapes import Landscape
 
@@ -1319,3 +1325,161 @@ def block_spectra(result: Any, *, title: str | None = None) -> Plot:
     curvature = getattr(result, "curvature", "hessian")
     fig.suptitle(title or f"per-block spectra of the {curvature}")
     return _axes_result(fig, [ax_eig, ax_tr])
+
+
+def performance_profile(profile: Any, *, ax=None, title: str | None = None) -> Plot:
+    r"""Performance profiles: :math:`\rho_m(\tau)` against :math:`\tau`, one step line per
+    method, each labelled with its score.
+
+    :math:`\rho_m(\tau)` is the fraction of problems that method :math:`m` solves within
+    :math:`\tau` times the fastest method's time; the score
+    :math:`B_m = \int_1^{r_{\max}} \rho_m / (r_{\max} - 1)` is the area under the line
+    (AlgoPerf, Dahl et al. 2023; after Dolan & Moré 2002). A line that starts high wins
+    often; one that climbs early is rarely far behind.
+
+    Args:
+      profile: a ``Profile`` from ``performance_profile(times)``, or an object whose
+        ``.profile()`` returns one.
+      ax: an axes to draw on; a new figure is made when None.
+      title: the axes title.
+
+    Returns:
+      ``Plot(fig, ax)``: the figure and its single axes (``ax`` itself when given).
+    """
+    from jaxopt_lab.tuning._profile import Profile
+
+    if not isinstance(profile, Profile) and callable(getattr(profile, "profile", None)):
+        profile = profile.profile()
+    if not isinstance(profile, Profile):
+        raise TypeError(
+            "`profile` must be a Profile (from performance_profile(times)) or an object with "
+            f"a `.profile()` method returning one, got {type(profile).__name__}."
+        )
+    fig, ax = _new_axes(ax, (6.0, 4.0))
+    colors = matplotlib.colormaps["tab20" if len(profile.fractions) > 10 else "tab10"].colors
+    taus = np.asarray(profile.taus, np.float64)
+    for i, (name, rho) in enumerate(profile.fractions.items()):
+        ax.plot(
+            taus,
+            np.asarray(rho, np.float64),
+            drawstyle="steps-post",  # rho is right-continuous: its value holds until the next tau
+            color=colors[i % len(colors)],
+            lw=1.6,
+            label=f"{name} ({profile.scores[name]:.2f})",
+        )
+    ax.set_xlim(1.0, profile.r_max)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("ratio to the best time (τ)")
+    ax.set_ylabel("fraction of problems")
+    ax.set_title(title or f"performance profiles ({len(profile.problems)} problems)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right", title="method (score)", title_fontsize=7)
+    return Plot(fig, ax)
+
+
+def _best_so_far(losses: Any, where: str) -> np.ndarray:
+    """The running minimum of a trial's losses, NaN until the first finite one."""
+    try:
+        x = np.asarray(losses, np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"`{where}` must be a 1-D array of per-trial losses, got {type(losses).__name__}."
+        ) from None
+    if x.ndim != 1:
+        raise ValueError(
+            f"`{where}` must be a 1-D array of per-trial losses in trial order, got shape "
+            f"{x.shape}."
+        )
+    return np.fmin.accumulate(np.where(np.isfinite(x), x, np.nan)) if x.size else x
+
+
+def _tuning_panel(ax, curves: Mapping[str, Any], where: str, log: bool) -> None:
+    colors = matplotlib.colormaps["tab20" if len(curves) > 10 else "tab10"].colors
+    finite = []
+    for i, (name, losses) in enumerate(curves.items()):
+        best = _best_so_far(losses, f"{where}[{name!r}]")
+        raw = np.asarray(losses, np.float64)
+        finite.append(raw[np.isfinite(raw)])
+        failed = int(raw.size - finite[-1].size)
+        label = f"{name} ({failed}/{raw.size} diverged)" if failed else str(name)
+        ax.plot(
+            np.arange(1, best.size + 1),
+            best,  # NaN (not drawn) before the first finite trial
+            drawstyle="steps-post",
+            color=colors[i % len(colors)],
+            lw=1.6,
+            label=label,
+        )
+    values = np.concatenate(finite) if finite else np.zeros(0)
+    if log and values.size and np.all(values > 0):
+        ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trials")
+    ax.set_ylabel("best validation loss so far")
+    ax.grid(alpha=0.3, which="both" if ax.get_yscale() == "log" else "major")
+    ax.legend(fontsize=7, loc="best")
+
+
+def tuning_curves(curves: Any, *, ax=None, title: str | None = None, log: bool = True) -> Plot:
+    """The best loss so far against the number of tuning trials, one line per method.
+
+    "The Crowded Valley budget view" (Schmidt et al. 2021, "Descending through a Crowded
+    Valley"): how good a method gets with a tuning budget of ``k`` trials, the running
+    minimum of its trials' losses in the order they were run. Diverged trials (NaN or
+    inf) count as trials but not as losses; nothing is drawn before a method's first
+    finite loss, and the legend counts its diverged trials.
+
+    Args:
+      curves: method -> a 1-D array of per-trial losses in trial order; or problem ->
+        such a mapping (one panel per problem); or an object whose ``.tuning_curves()``
+        returns either.
+      ax: an axes to draw on (one problem only); a new figure is made when None.
+      title: the axes title (with several problems: the figure's title).
+      log: a logarithmic loss axis, when every finite loss is > 0.
+
+    Returns:
+      ``Plot(fig, ax)`` for one panel (``ax`` itself when given); ``Plot(fig, axes)``
+      with one panel per problem, in order.
+    """
+    if not isinstance(curves, Mapping) and callable(getattr(curves, "tuning_curves", None)):
+        curves = curves.tuning_curves()
+    if not isinstance(curves, Mapping) or not curves:
+        raise TypeError(
+            "`curves` must be a non-empty mapping method -> per-trial losses (or problem -> "
+            "such a mapping), or an object with a `.tuning_curves()` method returning one, "
+            f"got {type(curves).__name__}."
+        )
+    nested = [isinstance(v, Mapping) for v in curves.values()]
+    if any(nested) and not all(nested):
+        raise ValueError(
+            "`curves` mixes problems (mappings of methods) with methods (arrays of losses); "
+            "give either method -> losses or problem -> (method -> losses)."
+        )
+    if not all(nested):
+        fig, ax = _new_axes(ax, (6.0, 4.0))
+        _tuning_panel(ax, curves, "curves", log)
+        ax.set_title(title or "tuning curves: best loss so far")
+        return Plot(fig, ax)
+    if ax is not None:
+        if len(curves) != 1:
+            raise ValueError(
+                f"`ax` takes one panel but `curves` has {len(curves)} problems; leave `ax` "
+                "None to get a figure with one panel per problem."
+            )
+        ((problem, panel),) = curves.items()
+        _tuning_panel(ax, panel, f"curves[{problem!r}]", log)
+        ax.set_title(title or str(problem))
+        return Plot(ax.figure, ax)
+    count = len(curves)
+    cols = min(3, count)
+    fig, grid = subplots(math.ceil(count / cols), cols)
+    grid = list(np.ravel(grid))
+    panels = grid[:count]
+    for empty in grid[count:]:
+        fig.delaxes(empty)
+    for panel_ax, (problem, panel) in zip(panels, curves.items(), strict=True):
+        _tuning_panel(panel_ax, panel, f"curves[{problem!r}]", log)
+        panel_ax.set_title(str(problem), fontsize=9)
+    if count > 1 or title:
+        fig.suptitle(title or "tuning curves: best loss so far", fontsize=11)
+    return _axes_result(fig, panels)
