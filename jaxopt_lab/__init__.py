@@ -9,8 +9,10 @@ from jaxopt_lab import curvature as curvature
 from jaxopt_lab import datasets as datasets
 from jaxopt_lab import distributed as distributed
 from jaxopt_lab import landscapes as landscapes
+from jaxopt_lab import problems as problems
 from jaxopt_lab import schedules as schedules
 from jaxopt_lab import search as search
+from jaxopt_lab import tuning as tuning
 from jaxopt_lab._errors import DivergedError as DivergedError
 from jaxopt_lab._loop import Callback as Callback
 from jaxopt_lab.optimizers import adadelta as adadelta
@@ -44,6 +46,8 @@ from jaxopt_lab.transforms.momentum import scale_by_trace as scale_by_trace
 from jaxopt_lab.transforms.newton import scale_by_newton as scale_by_newton
 from jaxopt_lab.transforms.normalized import scale_by_global_norm as scale_by_global_norm
 from jaxopt_lab.transforms.normalized import scale_by_sign as scale_by_sign
+from jaxopt_lab.tuning import TuneResult as TuneResult
+from jaxopt_lab.tuning import tune as tune
 
 __version__ = "0.1.0"
 
@@ -56,6 +60,7 @@ __all__ = [
     "DivergedError",
     "SweepResult",
     "TrainResult",
+    "TuneResult",
     "adadelta",
     "adagrad",
     "adam",
@@ -72,6 +77,7 @@ __all__ = [
     "normalized_sgd",
     "plot",
     "polyak_averaging",
+    "problems",
     "rmsprop",
     "scale_by_adadelta",
     "scale_by_adagrad",
@@ -91,4 +97,6 @@ __all__ = [
     "sign_sgd",
     "sweep",
     "train",
+    "tune",
+    "tuning",
 ]

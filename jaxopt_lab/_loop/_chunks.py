@@ -39,17 +39,19 @@ def run_chunks(
     *,
     indices: Callable[[int], Any],
     first: int = 0,
+    last: int | None = None,
     progress: Callable[[int], None] = lambda steps: None,
     after: Callable[[int, Any, list], None] | None = None,
     gather_at_end: bool = False,
 ) -> tuple[Any, list[dict[str, np.ndarray]]]:
-    """Runs chunks ``first, ..., spec.num_chunks - 1``: ``state, rows = step(state, start, idx)``.
+    """Runs chunks ``first, ..., last - 1``: ``state, rows = step(state, start, idx)``.
 
     Chunk ``c + 1`` is dispatched before the rows of chunk ``c`` are fetched, so the host
     prepares the next minibatch indices while the device trains (JAX dispatches
     asynchronously); with ``after`` (checkpoints) each chunk is waited for.
 
     Args:
+      last: one past the last chunk run here (default ``spec.num_chunks``: to the end).
       indices: ``start -> idx`` (already placed where the program wants it).
       progress: called with the number of real steps each chunk advanced.
       after: ``after(chunk, state, rows_so_far)`` once a chunk is done (checkpoints).
@@ -77,7 +79,7 @@ def run_chunks(
             rows.append(fetch_rows(chunk_rows))  # every process gets every run's rows
         progress(done)
 
-    for c in range(first, spec.num_chunks):
+    for c in range(first, spec.num_chunks if last is None else last):
         start = c * spec.chunk_size
         state, chunk_rows = step(state, jnp.asarray(start, jnp.int32), indices(start))
         if waiting:

@@ -80,6 +80,19 @@ def _train_runs(static: Static, state, hparams, indices, start, data, monitor, e
     return run(state, hparams, indices, start, data, monitor, eval_data)
 
 
+def _eval_runs(static: Static, state: RunState, monitor, data) -> tuple[jax.Array, jax.Array]:
+    """Every run's evaluation-mode loss on the monitoring subset and on ``data`` now."""
+
+    def one(state: RunState, monitor, data):
+        def loss(batch):
+            value = static.model.eval_loss(state.params, state.model_state, batch)
+            return jax.numpy.asarray(value, jax.numpy.float32)
+
+        return loss(monitor), loss(data)
+
+    return over_runs(one, static.mesh, 1, 2)(state, monitor, data)
+
+
 def _build(static: Static, key: jax.Array) -> tuple[Any, Any]:
     """``(params, model_state)`` of ``init_fn(key)``: one seed's starting point.
 
@@ -92,6 +105,7 @@ def _build(static: Static, key: jax.Array) -> tuple[Any, Any]:
 train_run = Program(_train_run, donate_argnums=(1,))
 init_runs = Program(_init_runs)
 train_runs = Program(_train_runs, donate_argnums=(1,))
+eval_runs = Program(_eval_runs)
 # What one run of a sweep computes, whatever the width of the program and the devices it
 # is spread over: lowered (never compiled) for the checkpoint's fingerprint.
 init_one = Program(_init_one)

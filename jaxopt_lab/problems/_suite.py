@@ -87,10 +87,10 @@ def logistic() -> Problem:
         }
 
     def loss_fn(params: Any, batch: Any) -> jax.Array:
-        return _cross_entropy(batch.x @ params["w"] + params["b"], batch.y)
+        return _cross_entropy(batch.x @ params["w"] + params["b"][None, :], batch.y)
 
     def accuracy_fn(params: Any, batch: Any) -> jax.Array:
-        return jnp.mean(jnp.argmax(batch.x @ params["w"] + params["b"], -1) == batch.y)
+        return jnp.mean(jnp.argmax(batch.x @ params["w"] + params["b"][None, :], -1) == batch.y)
 
     ds = digits()
     return Problem(

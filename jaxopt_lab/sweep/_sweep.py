@@ -174,6 +174,111 @@ def sweep(
       (12,)
       >>> best = result.best()  # dict: run, learning_rate, momentum, seed, ...
     """
+    setup = _setup(
+        loss_fn,
+        init_fn,
+        make_optimizer,
+        grid,
+        data,
+        steps=steps,
+        seeds=seeds,
+        batch_size=batch_size,
+        eval_data=eval_data,
+        has_state=has_state,
+        wrt=wrt,
+        log_every=log_every,
+        callbacks=callbacks,
+        monitor_size=monitor_size,
+        divergence_factor=divergence_factor,
+        max_parallel=max_parallel,
+        chunk_size=chunk_size,
+        devices=devices,
+        checkpoint_dir=checkpoint_dir,
+        keep_params=keep_params,
+        memory_budget=memory_budget,
+    )
+    plan, first_key, auto, directory = setup.plan, setup.first_key, setup.auto, setup.directory
+    grid, product, seed_list = setup.grid, setup.product, setup.seed_list
+    static, builder, model = plan.static, plan.builder, setup.model
+    spec, data, eval_data = static.spec, plan.data, plan.eval_data
+    monitor_size, layout = setup.monitor_size, plan.layout
+    if auto:  # the widest chunk whose compiled program fits the memory budget
+        plan = _fit_memory(plan, first_key, devices, memory_budget)
+        layout = plan.layout
+    store = None
+    if directory is not None:
+        ckpt.preload()
+        if ckpt.recorded_items(directory) < len(layout.chunks):  # likely work to do:
+            # compile meanwhile (XLA does not hold the GIL while the fingerprint is taken)
+            plan = plan._replace(warm=_precompile(plan, first_key))
+        start = jax.device_get(programs.build(builder, first_key))
+        init_args, train_args = _one_run(plan, *_abstract_args(plan, first_key))
+        meta = ckpt.fingerprint(
+            "sweep",
+            programs={
+                "build": programs.build.text_hash(builder, first_key),
+                "init": programs.init_one.text_hash(static, *init_args),
+                "train": programs.train_one.text_hash(static, *train_args),
+            },
+            model_kind=model.kind,
+            spec=spec,
+            monitor_size=monitor_size,
+            data=data,
+            eval_data=eval_data,
+            start=start,
+            grid={k: v.tolist() for k, v in grid.items()},
+            **({} if product else {"trials": True}),
+            seeds=seed_list.tolist(),
+            runs_per_chunk=layout.runs_per_chunk,
+            **({} if keep_params else {"keep_params": False}),
+        )
+        store = _Store(ckpt.Directory.open(directory, meta), start, keep_params)
+    try:
+        return _sweep(plan, first_key, store, progress=progress, throw=throw)
+    finally:
+        if store is not None:
+            store.directory.close()
+
+
+class _Setup(NamedTuple):
+    """A checked sweep, ready to train: what ``sweep`` and ``tune`` share."""
+
+    plan: _Plan
+    first_key: Any  # the first seed's init key (abstract shapes are taken from it)
+    grid: dict  # name -> (values,) of the grid, or of the trials
+    product: bool  # the grid's product (else a list of trials, one run each)
+    seed_list: np.ndarray
+    model: Any
+    monitor_size: int
+    auto: bool  # max_parallel="auto"
+    directory: Any  # the checked checkpoint_dir, or None
+
+
+def _setup(
+    loss_fn,
+    init_fn,
+    make_optimizer,
+    grid,
+    data,
+    *,
+    steps,
+    seeds,
+    batch_size,
+    eval_data,
+    has_state,
+    wrt,
+    log_every,
+    callbacks,
+    monitor_size,
+    divergence_factor,
+    max_parallel,
+    chunk_size,
+    devices,
+    checkpoint_dir,
+    keep_params,
+    memory_budget,
+) -> _Setup:
+    """Checks the arguments of a sweep (by name) and builds its plan; trains nothing."""
     product = isinstance(grid, Mapping)  # else a sample of trials: one run per trial
     grid = _grid.check_grid(grid) if product else _grid.check_trials(grid)
     seed_list = _grid.check_seeds(seeds)
@@ -260,42 +365,7 @@ def sweep(
         warm=None,
         keep_params=keep_params,
     )
-    if auto:  # the widest chunk whose compiled program fits the memory budget
-        plan = _fit_memory(plan, first_key, devices, memory_budget)
-        layout = plan.layout
-    store = None
-    if directory is not None:
-        ckpt.preload()
-        if ckpt.recorded_items(directory) < len(layout.chunks):  # likely work to do:
-            # compile meanwhile (XLA does not hold the GIL while the fingerprint is taken)
-            plan = plan._replace(warm=_precompile(plan, first_key))
-        start = jax.device_get(programs.build(builder, first_key))
-        init_args, train_args = _one_run(plan, *_abstract_args(plan, first_key))
-        meta = ckpt.fingerprint(
-            "sweep",
-            programs={
-                "build": programs.build.text_hash(builder, first_key),
-                "init": programs.init_one.text_hash(static, *init_args),
-                "train": programs.train_one.text_hash(static, *train_args),
-            },
-            model_kind=model.kind,
-            spec=spec,
-            monitor_size=monitor_size,
-            data=data,
-            eval_data=eval_data,
-            start=start,
-            grid={k: v.tolist() for k, v in grid.items()},
-            **({} if product else {"trials": True}),
-            seeds=seed_list.tolist(),
-            runs_per_chunk=layout.runs_per_chunk,
-            **({} if keep_params else {"keep_params": False}),
-        )
-        store = _Store(ckpt.Directory.open(directory, meta), start, keep_params)
-    try:
-        return _sweep(plan, first_key, store, progress=progress, throw=throw)
-    finally:
-        if store is not None:
-            store.directory.close()
+    return _Setup(plan, first_key, grid, product, seed_list, model, monitor_size, auto, directory)
 
 
 def _sweep(plan: _Plan, first_key: Any, store: _Store | None, *, progress, throw) -> SweepResult:
