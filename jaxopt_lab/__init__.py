@@ -46,7 +46,9 @@ from jaxopt_lab.transforms.momentum import scale_by_trace as scale_by_trace
 from jaxopt_lab.transforms.newton import scale_by_newton as scale_by_newton
 from jaxopt_lab.transforms.normalized import scale_by_global_norm as scale_by_global_norm
 from jaxopt_lab.transforms.normalized import scale_by_sign as scale_by_sign
+from jaxopt_lab.tuning import Comparison as Comparison
 from jaxopt_lab.tuning import TuneResult as TuneResult
+from jaxopt_lab.tuning import compare as compare
 from jaxopt_lab.tuning import tune as tune
 
 __version__ = "0.1.0"
@@ -57,6 +59,7 @@ from jaxopt_lab import plot as plot  # issue 5
 
 __all__ = [
     "Callback",
+    "Comparison",
     "DivergedError",
     "SweepResult",
     "TrainResult",
@@ -65,6 +68,7 @@ __all__ = [
     "adagrad",
     "adam",
     "averaged_params",
+    "compare",
     "curvature",
     "datasets",
     "delta_bar_delta",

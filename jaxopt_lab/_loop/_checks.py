@@ -65,6 +65,19 @@ def choose_chunk_size(chunk_size: int | None, steps: int, log_every: int) -> int
     return math.ceil(chunk_size / log_every) * log_every
 
 
+def default_log_every(steps: int, rows: int = 50) -> int:
+    """The largest divisor of ``steps`` that keeps at least ``rows`` history rows (or 1).
+
+    Divisors come in pairs ``(d, steps // d)``, so ``sqrt(steps)`` trials find them all.
+    """
+    limit = max(1, steps // rows)
+    best = 1
+    for d in range(1, math.isqrt(steps) + 1):
+        if steps % d == 0:
+            best = max(best, *(x for x in (d, steps // d) if x <= limit), 1)
+    return best
+
+
 def check_monitor_size(monitor_size: Any) -> int:
     return check_count(
         monitor_size, "monitor_size", fix="Pass e.g. 1024 examples to compute the train loss on."

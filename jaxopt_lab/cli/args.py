@@ -51,7 +51,7 @@ def _hint(message: str) -> str:
         if close:
             message += f"; did you mean {close[0]!r}?"
     if message.endswith("required: command"):
-        message += " (demo, sweep, hessian or landscape; see jaxopt-lab --help)"
+        message += " (demo, sweep, compare, hessian or landscape; see jaxopt-lab --help)"
     m = re.match(r"argument (--\S+): expected one argument$", message)
     if m:
         message += f" (write {m.group(1)}=VALUE when the value starts with '-')"
@@ -258,16 +258,10 @@ def _unwritable(folder: str) -> str:
 
 
 def log_every(steps: int, rows: int = 50) -> int:
-    """The largest divisor of ``steps`` that keeps at least ``rows`` history rows (or 1).
+    """The largest divisor of ``steps`` that keeps at least ``rows`` history rows (or 1)."""
+    from jaxopt_lab._loop._checks import default_log_every
 
-    Divisors come in pairs ``(d, steps // d)``, so ``sqrt(steps)`` trials find them all.
-    """
-    limit = max(1, steps // rows)
-    best = 1
-    for d in range(1, math.isqrt(steps) + 1):
-        if steps % d == 0:
-            best = max(best, *(x for x in (d, steps // d) if x <= limit), 1)
-    return best
+    return default_log_every(steps, rows)
 
 
 def problem(text: str) -> str:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from jaxopt_lab.cli import args, demo, hessian, landscape, sweep
+from jaxopt_lab.cli import args, compare, demo, hessian, landscape, sweep
 
-SUBCOMMANDS = (demo, sweep, hessian, landscape)  # each has add_parser(sub) and its run
+SUBCOMMANDS = (demo, sweep, compare, hessian, landscape)  # each has add_parser(sub) and its run
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``jaxopt-lab`` argument parser with its four subcommands."""
+    """The ``jaxopt-lab`` argument parser with its five subcommands."""
     parser = args._Parser(
         prog="jaxopt-lab",
         description="A JAX optimization laboratory: update rules, vmapped sweeps, Hessians.",

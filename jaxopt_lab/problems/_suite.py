@@ -42,7 +42,7 @@ def quadratic_noisy(
     """
     eigenvalues = jnp.asarray(np.geomspace(1.0, condition, dim), jnp.float32)
     b = jnp.asarray(np.random.default_rng(0).normal(size=dim), jnp.float32) * eigenvalues
-    noisy = b + noise * jax.random.normal(jax.random.key(0), (examples, dim))
+    noisy = b[None, :] + noise * jax.random.normal(jax.random.key(0), (examples, dim))
     optimum = 0.5 * jnp.sum(b**2 / eigenvalues)  # -f at w* = b / eigenvalues
 
     def loss_fn(params: Any, batch: jax.Array) -> jax.Array:
