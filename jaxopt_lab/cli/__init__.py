@@ -1,20 +1,21 @@
-"""The ``jaxopt-lab`` command: ``demo``, ``sweep``, ``hessian``, ``landscape``.
+"""The ``jaxopt-lab`` command: ``demo``, ``sweep``, ``compare``, ``hessian``, ``landscape``.
 
 The application lives here, the library in the rest of the package (which never imports
 this folder):
 
 - :mod:`~jaxopt_lab.cli.parser` builds the parser from the subcommand modules
   :mod:`~jaxopt_lab.cli.demo`, :mod:`~jaxopt_lab.cli.sweep`,
-  :mod:`~jaxopt_lab.cli.hessian` and :mod:`~jaxopt_lab.cli.landscape`, each with its
-  ``add_parser`` and the function that runs it; :mod:`~jaxopt_lab.cli.args` holds the
-  argument types and bounds they share;
+  :mod:`~jaxopt_lab.cli.compare`, :mod:`~jaxopt_lab.cli.hessian` and
+  :mod:`~jaxopt_lab.cli.landscape`, each with its ``add_parser`` and the function that
+  runs it; :mod:`~jaxopt_lab.cli.args` holds the argument types and bounds they share;
 - :mod:`~jaxopt_lab.cli.registry` is the one table of optimizers (name, how to build
   it, its momentum-like coefficient, its stability bound, its display name, its race
   settings), read by every subcommand, the demo, the report and the tests;
-- :mod:`~jaxopt_lab.cli.problem`: :class:`Problem`, what ``--problem`` returns, and the
-  demo's digits MLP built the same way; :mod:`~jaxopt_lab.cli.race` the race on the
-  landscapes; :mod:`~jaxopt_lab.cli.analysis` and :mod:`~jaxopt_lab.cli.report` what
-  the demo's numbers mean and how they are written.
+- :mod:`~jaxopt_lab.cli.problem`: loading what ``--problem`` names (a
+  :class:`jaxopt_lab.problems.Problem`, re-exported here as :class:`Problem`);
+  :mod:`~jaxopt_lab.cli.race` the race on the landscapes;
+  :mod:`~jaxopt_lab.cli.analysis` and :mod:`~jaxopt_lab.cli.report` what the demo's
+  numbers mean and how they are written.
 
 Arguments are checked before anything is computed; a bad one gives a single line on
 stderr, ``jaxopt-lab <command>: error: <what is wrong and how to fix it>``, and exit

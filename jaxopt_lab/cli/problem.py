@@ -1,8 +1,9 @@
 """Problems for the command line: the demo's digits MLP, and a user's own.
 
-A :class:`Problem` is what ``jaxopt-lab sweep --problem`` and ``jaxopt-lab hessian
---problem`` train and analyze: the arguments ``jol.sweep`` and ``jol.train`` take, in one
-object. A user writes a module with a function that returns one::
+A :class:`Problem` (the library's :class:`jaxopt_lab.problems.Problem`) is what
+``jaxopt-lab sweep --problem`` and ``jaxopt-lab hessian --problem`` train and analyze:
+the arguments ``jol.sweep`` and ``jol.train`` take, in one object. A user writes a
+module with a function that returns one::
 
     # my_problem.py
     import jax, jax.numpy as jnp
