@@ -142,20 +142,26 @@ def add_parser(sub) -> None:
 
 
 def _resolve(names: list[str]) -> dict[str, suite.Problem]:
+    """The suite's problems by name, and ``MODULE:FUNCTION`` ones (named by their
+    ``name``, or the function's when they have none)."""
     out = {}
     for name in names:
-        if ":" in name:
-            try:
-                out[name.rpartition(":")[2]] = problems.load(name)
-            except problems.ProblemError as e:
-                raise a.UsageError(f"argument --problems: {e}") from None
-            if out[name.rpartition(":")[2]].eval_data is None:
-                raise a.UsageError(
-                    f"argument --problems: {name} has no eval_data; a comparison measures "
-                    "validation loss"
-                )
-        else:
+        if ":" not in name:
             out[name] = suite.get(name)
+            continue
+        try:
+            loaded = problems.load(name)
+        except problems.ProblemError as e:
+            raise a.UsageError(f"argument --problems: {e}") from None
+        if loaded.eval_data is None:
+            raise a.UsageError(
+                f"argument --problems: {name} has no eval_data; a comparison measures "
+                "validation loss"
+            )
+        label = loaded.name if loaded.name not in ("problem", name) else name.rpartition(":")[2]
+        if label in out:
+            raise a.UsageError(f"argument --problems: two problems are named {label!r}")
+        out[label] = loaded
     return out
 
 
