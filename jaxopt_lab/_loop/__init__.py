@@ -35,6 +35,7 @@ from jaxopt_lab._loop._model import from_params as model_from_params
 from jaxopt_lab._loop._program import Static as Static
 from jaxopt_lab._loop._program import canonical as canonical
 from jaxopt_lab._loop._program import padded_width as padded_width
+from jaxopt_lab._loop._step import EarlyStopping as EarlyStopping
 from jaxopt_lab._loop._step import RunState as RunState
 from jaxopt_lab._loop._step import Spec as Spec
 from jaxopt_lab._loop._step import init_run as init_run
@@ -44,6 +45,7 @@ from jaxopt_lab._loop._step import with_extra_args as with_extra_args
 
 __all__ = [
     "Callback",
+    "EarlyStopping",
     "RunState",
     "Spec",
     "Static",

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_lab._loop._callbacks import Callback
-from jaxopt_lab._loop._step import Spec
+from jaxopt_lab._loop._step import EarlyStopping, Spec
 from jaxopt_lab._validation import check_count as check_count
 from jaxopt_lab._validation import check_key as check_key
 from jaxopt_lab._validation import leading_axis as leading_axis
@@ -129,6 +129,8 @@ def build_spec(
     divergence_factor: Any,
     callbacks: Any,
     schedule: Any = None,
+    early_stopping: Any = None,
+    has_eval_data: bool = False,
 ) -> Spec:
     """The checked :class:`Spec` of a run (``steps`` checked before the others)."""
     steps = check_count(
@@ -152,7 +154,40 @@ def build_spec(
         divergence_factor=check_divergence_factor(divergence_factor),
         callbacks=check_callbacks(callbacks),
         schedule=schedule,
+        early_stopping=check_early_stopping(early_stopping, has_eval_data),
     )
+
+
+def check_early_stopping(early_stopping: Any, has_eval_data: bool) -> EarlyStopping | None:
+    """``early_stopping`` checked: an :class:`EarlyStopping` (or None), by name."""
+    if early_stopping is None:
+        return None
+    if not isinstance(early_stopping, EarlyStopping):
+        raise TypeError(
+            "`early_stopping` must be jol.train.EarlyStopping(metric=..., patience=...) or "
+            f"None, got {early_stopping!r}."
+        )
+    metric, patience, min_delta = early_stopping
+    if metric not in ("val_loss", "train_loss"):
+        raise ValueError(
+            f"`early_stopping.metric` must be 'val_loss' or 'train_loss', got {metric!r}."
+        )
+    if metric == "val_loss" and not has_eval_data:
+        raise ValueError(
+            "`early_stopping.metric`='val_loss' needs `eval_data`; pass eval_data=..., or "
+            "EarlyStopping(metric='train_loss', ...)."
+        )
+    patience = check_count(patience, "early_stopping.patience", fix="e.g. patience=10 rows.")
+    if (
+        isinstance(min_delta, bool)
+        or not isinstance(min_delta, int | float)
+        or not math.isfinite(min_delta)
+        or min_delta < 0
+    ):
+        raise ValueError(
+            f"`early_stopping.min_delta` must be a number >= 0, got {min_delta!r}; e.g. 0.0."
+        )
+    return EarlyStopping(metric, patience, float(min_delta))
 
 
 def check_like(name: str, tree: Any, like: Any, like_name: str) -> None:

@@ -50,6 +50,32 @@ BUILTIN_METRICS = (
 )
 
 
+class EarlyStopping(NamedTuple):
+    """Stop a run once ``metric`` has not improved for ``patience`` logged rows.
+
+    Lecture 003 (Favaro, after Goodfellow et al. ch. 7-8): keep the parameters with the
+    best validation loss, stop when it has not improved for a while. A row improves on
+    the best when its ``metric`` is below the best so far minus ``min_delta``; after
+    ``patience`` rows in a row without improvement the run stops: it is frozen like a
+    diverged run (its updates are discarded) but flagged ``stopped``, not ``diverged``,
+    and its best parameters (and model state) are kept with their step.
+    """
+
+    metric: str = "val_loss"  # "val_loss" (needs eval_data) or "train_loss"
+    patience: int = 10  # logged rows without improvement before the run stops
+    min_delta: float = 0.0  # an improvement must lower the best by more than this
+
+
+class Best(NamedTuple):
+    """A run's best point so far, under early stopping."""
+
+    value: jax.Array  # float32: the best metric so far (inf before the first row)
+    step: jax.Array  # int32: the step of that row
+    params: Params  # the parameters then
+    model_state: Any  # the model state then
+    waiting: jax.Array  # int32: logged rows since the best
+
+
 class Spec(NamedTuple):
     """Static description of a run; hashable, so it can key a compiled program."""
 
@@ -61,6 +87,7 @@ class Spec(NamedTuple):
     divergence_factor: float | None  # freeze when train loss > factor * |initial loss|
     callbacks: tuple  # Callback objects (see _callbacks.Callback)
     schedule: Callable | None  # learning-rate schedule to log, evaluated at t
+    early_stopping: EarlyStopping | None = None
 
     @property
     def num_chunks(self) -> int:
@@ -88,6 +115,8 @@ class RunState(NamedTuple):
     initial_loss: jax.Array  # float32 scalar: monitoring loss at step 0
     nonfinite: jax.Array  # bool scalar: a non-finite value has frozen the run
     diverged: jax.Array  # bool scalar: the run is frozen (non-finite or too large)
+    best: Best | None = None  # with early stopping: the best point so far
+    stopped: jax.Array | None = None  # bool scalar, with early stopping: stopped early
 
 
 def _all_finite(tree: Any) -> jax.Array:
@@ -167,7 +196,43 @@ def init_run(
         nonfinite=bad,
         diverged=bad,
     )
+    if spec.early_stopping is not None:
+        best = Best(
+            value=jnp.asarray(jnp.inf, jnp.float32),
+            step=jnp.asarray(0, jnp.int32),
+            params=params,
+            model_state=model_state,
+            waiting=jnp.asarray(0, jnp.int32),
+        )
+        state = state._replace(best=best, stopped=jnp.asarray(False))
     return jax.tree.map(jnp.copy, state)
+
+
+def _halted(state: RunState) -> jax.Array:
+    """Whether the run no longer trains: diverged, or stopped early."""
+    return state.diverged if state.stopped is None else state.diverged | state.stopped
+
+
+def _early_stopping(spec: Spec, state: RunState, row: dict, t0, live) -> RunState:
+    """The best point and the stop flag after the row at ``t0`` (see :class:`EarlyStopping`)."""
+    es, best = spec.early_stopping, state.best
+    value = row[es.metric].astype(jnp.float32)
+    active = live & ~_halted(state)
+    improved = active & (value < best.value - es.min_delta)
+
+    def keep(new, old):
+        return jnp.where(improved, new, old)
+
+    waiting = jnp.where(improved, 0, jnp.where(active, best.waiting + 1, best.waiting))
+    best = Best(
+        value=keep(value, best.value),
+        step=keep(jnp.asarray(t0, jnp.int32), best.step),
+        params=jax.tree.map(keep, state.params, best.params),
+        model_state=jax.tree.map(keep, state.model_state, best.model_state),
+        waiting=waiting,
+    )
+    stopped = state.stopped | (active & (waiting >= es.patience))
+    return state._replace(best=best, stopped=stopped)
 
 
 def _block(model: Model, optimizer, spec: Spec, data, monitor, eval_data):
@@ -279,8 +344,8 @@ def _block(model: Model, optimizer, spec: Spec, data, monitor, eval_data):
         trained = (end.params, end.opt_state, end.model_state)
         ok = _all_finite(trained) & jnp.all(jnp.isfinite(losses))
         ok = ok & jnp.isfinite(row["grad_norm"])
-        bad = ~ok & ~state.diverged
-        frozen = state.diverged | bad
+        bad = ~ok & ~_halted(state)
+        frozen = _halted(state) | bad
 
         def keep(new, old):
             return jnp.where(frozen, old, new)
@@ -293,7 +358,7 @@ def _block(model: Model, optimizer, spec: Spec, data, monitor, eval_data):
             opt_state=opt_state,
             model_state=model_state,
             nonfinite=state.nonfinite | bad,
-            diverged=frozen,
+            diverged=state.diverged | bad,
         )
         return state, row
 
@@ -315,6 +380,9 @@ def _block(model: Model, optimizer, spec: Spec, data, monitor, eval_data):
         state, metrics = callbacks_at(state, t0, range(len(spec.callbacks)), live)
         row.update(metrics)
         row["nonfinite"], row["diverged"] = state.nonfinite, state.diverged  # by step t0
+        if spec.early_stopping is not None:
+            state = _early_stopping(spec, state, row, t0, live)
+            row["stopped"], row["best_step"] = state.stopped, state.best.step
         state, urow = _cond_or_nan(t0 < spec.steps, updates_of_block, state, t0, idx)
         row.update(urow)
         if spec.schedule is not None:

@@ -48,6 +48,7 @@ def sweep(
     checkpoint_dir: str | os.PathLike | None = None,
     keep_params: bool = True,
     memory_budget: int | None = None,
+    early_stopping: _loop.EarlyStopping | None = None,
     throw: bool = False,
 ) -> SweepResult:
     """Trains every combination of ``grid`` with every seed, in one compiled program.
@@ -131,6 +132,10 @@ def sweep(
       memory_budget: with ``max_parallel="auto"``, bytes per device the training
         program may use (default: 80% of the device's free memory; for CPU devices,
         the host's available memory shared among them).
+      early_stopping: ``jol.train.EarlyStopping(...)``: each run stops on its own after
+        ``patience`` logged rows without improvement (``curves["stopped"]``,
+        ``curves["best_step"]``), as in :func:`jaxopt_lab.train`; the returned ``params``
+        (and ``state``) are then each run's best, from its ``best_step``.
       throw: raise :class:`jaxopt_lab.DivergedError` naming the diverged runs (after
         every run has finished).
 
@@ -196,6 +201,7 @@ def sweep(
         checkpoint_dir=checkpoint_dir,
         keep_params=keep_params,
         memory_budget=memory_budget,
+        early_stopping=early_stopping,
     )
     plan, first_key, auto, directory = setup.plan, setup.first_key, setup.auto, setup.directory
     grid, product, seed_list = setup.grid, setup.product, setup.seed_list
@@ -277,6 +283,7 @@ def _setup(
     checkpoint_dir,
     keep_params,
     memory_budget,
+    early_stopping=None,
 ) -> _Setup:
     """Checks the arguments of a sweep (by name) and builds its plan; trains nothing."""
     product = isinstance(grid, Mapping)  # else a sample of trials: one run per trial
@@ -291,6 +298,8 @@ def _setup(
         chunk_size=chunk_size,
         divergence_factor=divergence_factor,
         callbacks=callbacks,
+        early_stopping=early_stopping,
+        has_eval_data=eval_data is not None,
     )
     if eval_data is not None:
         checks.leading_axis("eval_data", eval_data)
@@ -319,6 +328,7 @@ def _setup(
                 "chunk_size": spec.chunk_size,
                 "divergence_factor": spec.divergence_factor,
                 "callbacks": [type(cb).__qualname__ for cb in spec.callbacks],
+                "early_stopping": repr(spec.early_stopping),
                 "monitor_size": monitor_size,
                 "max_parallel": max_parallel,
                 "memory_budget": memory_budget,
@@ -818,7 +828,12 @@ def _run_wave(plan: _Plan, chunks: list[np.ndarray], bar, store: _Store | None) 
         gather_at_end=collectives.multiprocess(),
     )
     history = _loop.assemble_history(rows, static.spec, axis=1)
-    on_devices = (run.params, run.model_state) if plan.keep_params else (None, None)
+    on_devices = (None, None)
+    if plan.keep_params:  # with early stopping, each run's best point
+        best = run.best
+        on_devices = (
+            (run.params, run.model_state) if best is None else (best.params, best.model_state)
+        )
     final = collectives.fetch(on_devices)  # every process gets every run
     if store is not None and store.collective:  # each process saves its own runs
         store.save_wave(chunks, take, width, history, on_devices, final)

@@ -27,11 +27,19 @@ class TrainResult(NamedTuple):
     state: Any = None  # final model state: `state=` of a functional model, or the
     #                    non-trained variables of an NNX module (BatchNorm statistics, RNGs)
     model: Any = None  # NNX: the trained module, in evaluation mode; None otherwise
+    best_params: Params = None  # with early stopping: the parameters of the best row
+    best_step: int | None = None  # with early stopping: the step of that row
+    best_state: Any = None  # with early stopping: the model state of the best row
 
     @property
     def diverged(self) -> bool:
         """Whether the run was frozen (a non-finite value, or above the divergence bound)."""
         return bool(self.history["diverged"][-1])
+
+    @property
+    def stopped(self) -> bool:
+        """Whether early stopping stopped the run (``False`` without early stopping)."""
+        return bool(self.history["stopped"][-1]) if "stopped" in self.history else False
 
 
 def train(
@@ -55,6 +63,7 @@ def train(
     progress: bool = True,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
+    early_stopping: _loop.EarlyStopping | None = None,
     throw: bool = False,
 ) -> TrainResult:
     r"""Trains ``params`` with ``optimizer`` for ``steps`` updates, in one compiled loop.
@@ -148,10 +157,17 @@ def train(
         run starts over. One process writes it at a time (an OS file lock).
       checkpoint_every: steps between checkpoints, rounded up to whole chunks
         (default: every chunk).
+      early_stopping: ``jol.train.EarlyStopping(metric="val_loss", patience=10,
+        min_delta=0.0)``: after ``patience`` logged rows without the metric improving on
+        its best, the run stops (its updates are discarded, like a diverged run's, but it
+        is flagged ``stopped`` in the history and ``TrainResult.stopped``);
+        ``TrainResult.best_params`` (and ``best_state``, ``best_step``) are those of the
+        best row. The history gains ``stopped`` and ``best_step``.
       throw: raise :class:`jaxopt_lab.DivergedError` if the run diverged.
 
     Returns:
-      A :class:`TrainResult` ``(params, opt_state, history, state, model)``.
+      A :class:`TrainResult` ``(params, opt_state, history, state, model)``; with early
+      stopping also ``best_params``, ``best_step``, ``best_state``.
 
     Raises:
       TypeError: for an argument of the wrong type (e.g. ``steps=4.0`` or a
@@ -197,6 +213,8 @@ def train(
         divergence_factor=divergence_factor,
         callbacks=callbacks,
         schedule=schedule,
+        early_stopping=early_stopping,
+        has_eval_data=eval_data is not None,
     )
     if eval_data is not None:
         checks.leading_axis("eval_data", eval_data)
@@ -270,12 +288,20 @@ def _train(static, run, spec, key, data, monitor, eval_data, saver, progress, th
         _loop.raise_if_diverged(
             history["diverged"][None], history["step"], labels=["the run"], what="train"
         )
+    best = {}
+    if run.best is not None:
+        best = {
+            "best_params": run.best.params,
+            "best_step": int(run.best.step),
+            "best_state": run.best.model_state,
+        }
     return TrainResult(
         params=run.params,
         opt_state=run.opt_state,
         history=history,
         state=run.model_state,
         model=model.module(run.params, run.model_state),
+        **best,
     )
 
 
