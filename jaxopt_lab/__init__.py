@@ -9,6 +9,7 @@ from jaxopt_lab import curvature as curvature
 from jaxopt_lab import datasets as datasets
 from jaxopt_lab import distributed as distributed
 from jaxopt_lab import landscapes as landscapes
+from jaxopt_lab import normalization as normalization
 from jaxopt_lab import problems as problems
 from jaxopt_lab import schedules as schedules
 from jaxopt_lab import search as search
@@ -78,6 +79,7 @@ __all__ = [
     "momentum",
     "nesterov",
     "newton",
+    "normalization",
     "normalized_sgd",
     "plot",
     "polyak_averaging",
