@@ -92,10 +92,14 @@ def polyak_averaging(
             )
         check_update_args(updates, state.averaged, params)
         count = safe_increment(state.count)
-        t = count.astype(jnp.float32)
-        weight = 1.0 / t if kind == "uniform" else jnp.where(count == 1, 1.0, 1.0 - decay)
 
         def average(avg, p, u):
+            # the weight in the average's own dtype: 1/t in float32 would round a
+            # float64 average
+            if kind == "uniform":
+                weight = 1 / count.astype(avg.dtype)
+            else:
+                weight = jnp.where(count == 1, 1.0, 1.0 - cast_like(decay, avg))
             new = p + u.astype(p.dtype)
             return avg + cast_like(weight, avg) * (new - avg)
 
