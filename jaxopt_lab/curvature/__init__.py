@@ -2,8 +2,13 @@
 
 Dense (``jax.hessian`` + ``eigh``) for small problems; matrix-free Hessian-vector products
 averaged over data (Lanczos, Hutchinson, stochastic Lanczos quadrature) for large ones.
+:func:`along_gradient` is the second-order Taylor test along the gradient (Goodfellow et
+al. ch. 8 as taught by Favaro): the curvature :math:`g^\\top H g / g^\\top g` and the
+largest step that still decreases the quadratic model.
 """
 
+from jaxopt_lab.curvature._along import AlongGradient as AlongGradient
+from jaxopt_lab.curvature._along import along_gradient as along_gradient
 from jaxopt_lab.curvature._analyze import CurvatureReport as CurvatureReport
 from jaxopt_lab.curvature._analyze import analyze as analyze
 from jaxopt_lab.curvature._analyze import classify as classify
@@ -49,6 +54,7 @@ from jaxopt_lab.transforms._rule import Preconditioner as Preconditioner
 __all__ = [
     "DENSE_MAX_BYTES",
     "OUTPUT_LOSSES",
+    "AlongGradient",
     "BlockOperator",
     "BlockSpectra",
     "CurvatureReport",
@@ -66,6 +72,7 @@ __all__ = [
     "SubspaceCallback",
     "SubspaceOverlap",
     "TraceEstimate",
+    "along_gradient",
     "analyze",
     "block_spectra",
     "classify",

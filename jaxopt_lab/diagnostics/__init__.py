@@ -5,7 +5,9 @@ curves (``002_f85d30b52f182d0b.txt``) as tools: :func:`check_grad` (incorrect gr
 finite differences), :func:`diagnose` (slow progress, oscillations, instability,
 fluctuations, plateaux, overfitting), :func:`unit_health` and :func:`symmetric_units`
 (dead or saturated units, symmetries), :func:`record_activations` (activations of a Flax
-NNX model).
+NNX model), and :func:`gradient_noise` (the minibatch gradient's variance against the
+:math:`1/S` law and the noise scale that says when a larger batch stops paying; Grosse &
+Ba, "CSC421 Lectures 7-8: Optimization", and Goodfellow et al. ch. 8 as taught by Favaro).
 """
 
 from jaxopt_lab.diagnostics._curves import PROBLEMS as PROBLEMS
@@ -14,6 +16,8 @@ from jaxopt_lab.diagnostics._curves import diagnose as diagnose
 from jaxopt_lab.diagnostics._grad_check import GradCheck as GradCheck
 from jaxopt_lab.diagnostics._grad_check import LeafCheck as LeafCheck
 from jaxopt_lab.diagnostics._grad_check import check_grad as check_grad
+from jaxopt_lab.diagnostics._noise import GradientNoise as GradientNoise
+from jaxopt_lab.diagnostics._noise import gradient_noise as gradient_noise
 from jaxopt_lab.diagnostics._units import ACTIVATIONS as ACTIVATIONS
 from jaxopt_lab.diagnostics._units import LayerHealth as LayerHealth
 from jaxopt_lab.diagnostics._units import LayerSymmetry as LayerSymmetry
@@ -28,6 +32,7 @@ __all__ = [
     "PROBLEMS",
     "Finding",
     "GradCheck",
+    "GradientNoise",
     "LayerHealth",
     "LayerSymmetry",
     "LeafCheck",
@@ -35,6 +40,7 @@ __all__ = [
     "UnitHealth",
     "check_grad",
     "diagnose",
+    "gradient_noise",
     "record_activations",
     "symmetric_units",
     "unit_health",
