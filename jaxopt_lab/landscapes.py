@@ -47,16 +47,40 @@ class Landscape:
     start: tuple[float, ...]  # a customary starting point for demonstrations
     bounds: tuple[tuple[float, float], ...]  # plotting box, one (low, high) per coordinate
     log_contours: bool = False  # contours look better on a log scale (Rosenbrock, Beale)
+    gradient_noise: float = 0.0  # std of the N(0, std^2) noise minimize adds to each gradient
+    # coordinate (0: exact gradients); fn itself stays the noiseless, expected loss
 
-    def __call__(self, w: jax.Array, *args) -> jax.Array:
-        del args  # lets a landscape stand in for loss_fn(params, batch)
+    def _vector(self, w: jax.typing.ArrayLike) -> jax.Array:
         w = jnp.asarray(w)
         if w.shape != (self.dim,):
             raise ValueError(
                 f"`w` must have shape ({self.dim},) for the {self.name} landscape, got "
                 f"{w.shape}. Pass a vector such as jnp.array({list(self.start)})."
             )
-        return self.fn(w)
+        return w
+
+    def __call__(self, w: jax.Array, *args) -> jax.Array:
+        del args  # lets a landscape stand in for loss_fn(params, batch)
+        return self.fn(self._vector(w))
+
+    def stochastic_gradient(self, w: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        r"""The gradient oracle of :func:`minimize`: :math:`\nabla f(w) + \sigma \xi`.
+
+        :math:`\xi \sim N(0, I)` drawn with ``key`` and :math:`\sigma` =
+        ``gradient_noise``; the exact gradient when ``gradient_noise`` is 0 (``key`` is then
+        not needed). :func:`minimize` uses ``jax.random.split(key, steps)[t]`` at step ``t``,
+        so a hand-written loop with the same keys follows the same path.
+        """
+        w = self._vector(w)
+        g = jax.grad(self.fn)(w)
+        if not self.gradient_noise:
+            return g
+        if key is None:
+            raise ValueError(
+                f"`key` is required: the {self.name} landscape adds gradient noise of std "
+                f"{self.gradient_noise}. Pass e.g. key=jax.random.key(0)."
+            )
+        return g + _noise(self.gradient_noise, key, g)
 
     @property
     def minima(self) -> tuple[CriticalPoint, ...]:
@@ -243,6 +267,201 @@ def two_layer_linear() -> Landscape:
     )
 
 
+def _noise(std: float, key: jax.Array, g: jax.Array) -> jax.Array:
+    return std * jax.random.normal(key, g.shape, g.dtype)
+
+
+def noisy(landscape: Landscape | str, std: float) -> Landscape:
+    r"""``landscape`` whose gradients, in :func:`minimize`, carry Gaussian noise of std ``std``.
+
+    The gradient oracle becomes :math:`\hat g = \nabla f(w) + \sigma \xi`,
+    :math:`\xi \sim N(0, I)` fresh at every step: SGD seen as "GD with noise", whose
+    expected step is the gradient step (LeCun (with Defazio), "Optimization for Deep
+    Learning", lecture 001). The loss ``fn``, the critical points and the recorded
+    ``losses`` stay those of the noiseless function (the expected loss); run it with
+    ``minimize(..., key=...)`` or draw gradients with :meth:`Landscape.stochastic_gradient`.
+    Gradients taken by ``jax.grad`` of the landscape itself (e.g. in ``jol.train``) are
+    exact.
+
+    Args:
+      landscape: any :class:`Landscape` (or its name in :data:`REGISTRY`).
+      std: :math:`\sigma \ge 0`, per coordinate.
+
+    Returns:
+      A :class:`Landscape` named ``"noisy_<name>"`` with ``gradient_noise = std``.
+    """
+    from jaxopt_lab import _validation
+
+    if isinstance(landscape, str):
+        landscape = get(landscape)
+    if not isinstance(landscape, Landscape):
+        raise TypeError(
+            f"`landscape` must be a jol.landscapes.Landscape, got {type(landscape).__name__}."
+        )
+    _validation.check_nonnegative(
+        "std", std, "1.0", "Pass the noise's standard deviation, e.g. std=1.0 (0: exact)."
+    )
+    return dataclasses.replace(landscape, name=f"noisy_{landscape.name}", gradient_noise=float(std))
+
+
+def noisy_quadratic(
+    std: float = 1.0,
+    eigenvalues: Sequence[float] = (0.2, 4.0),
+    *,
+    center: Sequence[float] | None = None,
+) -> Landscape:
+    r"""A quadratic whose gradient oracle adds :math:`N(0, \sigma^2 I)` noise (lecture 001).
+
+    ``noisy(quadratic(eigenvalues, center=center), std)``; the default bowl is lecture
+    002's :math:`0.1 w_1^2 + 2 w_2^2`. Constant-rate SGD does not converge on it but
+    fluctuates around the minimum (LeCun (with Defazio), lecture 001: "much faster but
+    fluctuates near the minimum"): along an eigenvector with eigenvalue :math:`\lambda`,
+    :math:`w_{k+1} = (1 - \alpha\lambda) w_k - \alpha\sigma\xi_k`, whose stationary
+    variance is
+
+    .. math::
+      \operatorname{Var} w = \frac{\alpha \sigma^2}{\lambda (2 - \alpha\lambda)},
+
+    growing with the rate :math:`\alpha`. The workarounds of Grosse & Ba's recap table
+    (lecture 000) remove it: decay :math:`\alpha` (Robbins-Monro rates such as
+    ``jol.schedules.inverse_time``), or average the iterates (``jol.polyak_averaging``;
+    lecture 001 adds that SGD with momentum needs no averaging, in theory).
+
+    Not in :data:`REGISTRY`: :func:`minimize` needs a ``key`` for it.
+
+    Args:
+      std: :math:`\sigma \ge 0`, the noise's standard deviation per coordinate.
+      eigenvalues: the diagonal of the Hessian.
+      center: the minimum (default 0).
+
+    Returns:
+      A :class:`Landscape` named ``"noisy_quadratic"`` with ``gradient_noise = std``.
+
+    Example:
+      >>> import jax, jaxopt_lab as jol
+      >>> f = jol.landscapes.noisy_quadratic(std=1.0)
+      >>> run = jol.landscapes.minimize(jol.sgd(0.1), f, 500, key=jax.random.key(0))
+      >>> bool(run.losses[-1] > 1e-3)  # constant rate: still fluctuating
+      True
+
+    References:
+      LeCun (with Defazio), "Optimization for Deep Learning" (lecture 001), "Stochastic
+      Gradient: much faster but fluctuates near the minimum"; Grosse & Ba, "CSC421/2516
+      Lectures 7–8: Optimization" (lecture 000), recap table, fluctuations.
+    """
+    q = noisy(quadratic(eigenvalues, center=center), std)
+    return dataclasses.replace(q, name="noisy_quadratic")
+
+
+# the tilt beyond which the double well has a single critical point: |a| < 8 / (3 sqrt 3)
+_MAX_TILT = 8.0 / (3.0 * np.sqrt(3.0))
+
+
+def tilted_double_well(tilt: float = 0.5) -> Landscape:
+    r"""A local and a global minimum with a saddle between them (lecture 004).
+
+    .. math::
+      f(x, y) = (x^2 - 1)^2 + a x + y^2 .
+
+    Its critical points have :math:`y = 0` and :math:`x` a root of
+    :math:`\partial_x f = 4x^3 - 4x + a`, i.e. of :math:`x^3 - x + a/4 = 0`, computed
+    exactly by the trigonometric formula for three real roots (:math:`|a| < 8/(3\sqrt3)`):
+
+    .. math::
+      x_k = \tfrac{2}{\sqrt3}\cos\left(\tfrac13\arccos\left(-\tfrac{3\sqrt3}{8}a\right)
+      - \tfrac{2\pi k}{3}\right), \quad k = 0, 1, 2 .
+
+    The Hessian is :math:`\operatorname{diag}(12x^2 - 4, 2)`: the outer roots are minima,
+    the middle one a saddle. For :math:`a > 0` the left well is the global minimum and the
+    right one a local minimum; gradient descent ends in whichever well it starts in
+    (the side of the saddle's :math:`x`). With the default :math:`a = 0.5`: global minimum
+    near (-1.057, 0), value -0.515; local minimum near (0.930, 0), value 0.483; saddle
+    near (0.127, 0), value 1.032.
+
+    Args:
+      tilt: :math:`a`, with :math:`|a| < 8/(3\sqrt 3) \approx 1.54`.
+
+    Returns:
+      A :class:`Landscape`; ``critical_points`` lists the lower minimum, the other
+      minimum, then the saddle. Its start (1.5, 1.0) lies in the local minimum's basin.
+
+    References:
+      Eskandari, "Deep Learning (Optimization)" (lecture 004), approximate minimization
+      (local minima) and the second-derivative test.
+    """
+    from jaxopt_lab import _validation
+
+    arr = _validation.real_scalar("tilt", tilt, example="0.5")
+    if arr is None or not (np.isfinite(arr) and abs(float(arr)) < _MAX_TILT):
+        raise ValueError(
+            f"`tilt` must be a number with |tilt| < 8/(3 sqrt 3) = {_MAX_TILT:.4f}, got "
+            f"{tilt!r}; beyond it one well disappears. Pass e.g. tilt=0.5."
+        )
+    a = float(arr)
+    phase = np.arccos(-3.0 * np.sqrt(3.0) * a / 8.0) / 3.0
+    roots = sorted(2.0 / np.sqrt(3.0) * np.cos(phase - 2.0 * np.pi * k / 3.0) for k in range(3))
+
+    def value(x: float) -> float:
+        return float((x * x - 1.0) ** 2 + a * x)
+
+    left, middle, right = (float(r) for r in roots)
+    low, high = (left, right) if value(left) <= value(right) else (right, left)
+    points = (
+        CriticalPoint((low, 0.0), value(low), "minimum"),
+        CriticalPoint((high, 0.0), value(high), "minimum"),
+        CriticalPoint((middle, 0.0), value(middle), "saddle"),
+    )
+
+    def fn(w):
+        x, y = w[0], w[1]
+        return (x**2 - 1) ** 2 + a * x + y**2
+
+    return Landscape("tilted_double_well", fn, 2, points, (1.5, 1.0), ((-2.0, 2.0), (-1.5, 1.5)))
+
+
+# a sigmoid unit y = sigma(w x + b) fitted by least squares to a teacher (w, b) = (1, 0.5)
+_PLATEAU_X = np.array([-2.0, -1.0, 1.0, 2.0])
+_PLATEAU_TEACHER = (1.0, 0.5)
+_PLATEAU_Y = 1.0 / (1.0 + np.exp(-(_PLATEAU_TEACHER[0] * _PLATEAU_X + _PLATEAU_TEACHER[1])))
+
+
+def plateau() -> Landscape:
+    r"""A plateau: the loss of one saturated sigmoid unit (lecture 000).
+
+    .. math::
+      L(w, b) = \frac14 \sum_{i=1}^4 \left(\sigma(w x_i + b) - y_i\right)^2,
+      \qquad x = (-2, -1, 1, 2), \quad y_i = \sigma(x_i + 0.5),
+
+    "logistic activations & least squares", Grosse & Ba's example of a plateau. The
+    gradient is :math:`\frac12 \sum_i (\sigma(z_i) - y_i)\,\sigma'(z_i)\,(x_i, 1)`, and
+    :math:`\sigma'(z) \approx e^{-|z|}` for a saturated unit: from the start
+    :math:`(w, b) = (8, 0)` (pre-activations :math:`\pm 8, \pm 16`) the gradient norm is
+    about 1e-4 while the loss is 0.054, and it stays below 1e-3 for every :math:`w \ge 6`
+    near :math:`b = 0`. Gradient descent barely moves there; a normalized or sign step,
+    whose length does not depend on the gradient's size (Congeduti, lecture 002,
+    normalized gradients), walks off the plateau.
+
+    The one critical point listed is the global minimum at the teacher (1, 0.5), value 0,
+    with Hessian eigenvalues about 0.033 and 0.112. Far out in saturation the gradient
+    tends to zero without vanishing.
+
+    Returns:
+      A :class:`Landscape` with the unit's ``(w, b)`` as its two coordinates.
+
+    References:
+      Grosse & Ba, "CSC421/2516 Lectures 7–8: Optimization" (lecture 000), plateaux and
+      saturated units; Congeduti, "Optimization" (lecture 002), normalizing gradients.
+    """
+
+    def fn(v):
+        x = jnp.asarray(_PLATEAU_X, v.dtype)
+        y = jnp.asarray(_PLATEAU_Y, v.dtype)
+        return jnp.mean((jax.nn.sigmoid(v[0] * x + v[1]) - y) ** 2)
+
+    minimum = CriticalPoint(_PLATEAU_TEACHER, 0.0, "minimum")
+    return Landscape("plateau", fn, 2, (minimum,), (8.0, 0.0), ((-2.0, 10.0), (-4.0, 6.0)))
+
+
 def lecture_quadratic() -> Landscape:
     """Lecture 002's ill-conditioned bowl :math:`0.1 w_1^2 + 2 w_2^2`.
 
@@ -261,8 +480,14 @@ REGISTRY: dict[str, Callable[[], Landscape]] = {
     "monkey_saddle": monkey_saddle,
     "negative_bowl": negative_bowl,
     "two_layer_linear": two_layer_linear,
+    "tilted_double_well": tilted_double_well,
+    "plateau": plateau,
 }
-"""Landscapes by name (no-argument constructors), for the command line and plots."""
+"""Landscapes by name (no-argument constructors), for the command line and plots.
+
+:func:`noisy_quadratic` (and any :func:`noisy` landscape) is left out: :func:`minimize`
+needs a ``key`` for its gradient noise.
+"""
 
 
 def get(name: str) -> Landscape:
@@ -285,17 +510,23 @@ def minimize(
     steps: int,
     *,
     start: Sequence[float] | None = None,
+    key: jax.Array | None = None,
 ) -> Minimized:
     """Runs ``optimizer`` on ``landscape`` for ``steps`` updates from its start.
 
     One compiled ``lax.scan`` in float32; a run that overflows keeps going with
-    non-finite values (see ``losses``), it never raises.
+    non-finite values (see ``losses``), it never raises. On a landscape with
+    ``gradient_noise`` (:func:`noisy`, :func:`noisy_quadratic`) every gradient is
+    :meth:`Landscape.stochastic_gradient`, with ``jax.random.split(key, steps)[t]`` at
+    step ``t``; ``losses`` are the noiseless loss at the iterates.
 
     Args:
       optimizer: any optax gradient transformation (``jol.adam(0.1)``, ``optax.sgd(...)``).
       landscape: a :class:`Landscape` or its name in :data:`REGISTRY`.
       steps: the number of updates, >= 0.
       start: the first iterate (default: ``landscape.start``).
+      key: a PRNG key for the gradient noise; required when ``landscape.gradient_noise``
+        is > 0, unused otherwise.
 
     Returns:
       ``Minimized(path, losses)``: ``path`` of shape ``(steps + 1, dim)`` and ``losses``
@@ -328,22 +559,40 @@ def minimize(
             f"`start` must have {landscape.dim} coordinates for {landscape.name}, got "
             f"shape {w0.shape}; e.g. start={list(landscape.start)}."
         )
-    path, losses = _minimize(optimizer, landscape.fn, steps, w0)
+    noise = landscape.gradient_noise
+    _validation.check_key(key, "key", fix=" (it seeds the gradient noise)")
+    if noise and key is None:
+        raise ValueError(
+            f"`key` is required: the {landscape.name} landscape adds gradient noise of std "
+            f"{noise}. Pass e.g. minimize(..., key=jax.random.key(0))."
+        )
+    keys = jax.random.split(key, steps) if noise else None
+    path, losses = _minimize(optimizer, landscape.fn, steps, w0, noise, keys)
     return Minimized(np.asarray(path), np.asarray(losses))
 
 
-def _minimize(optimizer: Any, fn: Callable, steps: int, w0: jax.Array):
+def _minimize(
+    optimizer: Any,
+    fn: Callable,
+    steps: int,
+    w0: jax.Array,
+    noise: float = 0.0,
+    keys: jax.Array | None = None,
+):
     value_and_grad = jax.value_and_grad(fn)
 
-    def body(carry, _):
+    def body(carry, key):
         w, state = carry
         loss, g = value_and_grad(w)
+        if noise:
+            g = g + _noise(noise, key, g)
         u, state = optimizer.update(g, state, w)
         return (optax.apply_updates(w, u), state), (w, loss)
 
     @jax.jit
-    def go(w0):
-        (w, _), (ws, losses) = jax.lax.scan(body, (w0, optimizer.init(w0)), None, length=steps)
+    def go(w0, keys):
+        init = (w0, optimizer.init(w0))
+        (w, _), (ws, losses) = jax.lax.scan(body, init, keys, length=steps)
         return jnp.concatenate([ws, w[None]]), jnp.append(losses, fn(w))
 
-    return go(w0)
+    return go(w0, keys)
