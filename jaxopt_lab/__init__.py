@@ -8,6 +8,7 @@ from jaxopt_lab import _xla_workaround  # noqa: F401 (first: before JAX starts i
 from jaxopt_lab import curvature as curvature
 from jaxopt_lab import datasets as datasets
 from jaxopt_lab import distributed as distributed
+from jaxopt_lab import init as init
 from jaxopt_lab import landscapes as landscapes
 from jaxopt_lab import normalization as normalization
 from jaxopt_lab import problems as problems
@@ -23,6 +24,7 @@ from jaxopt_lab.optimizers import delta_bar_delta as delta_bar_delta
 from jaxopt_lab.optimizers import momentum as momentum
 from jaxopt_lab.optimizers import nesterov as nesterov
 from jaxopt_lab.optimizers import newton as newton
+from jaxopt_lab.optimizers import nonlinear_cg as nonlinear_cg
 from jaxopt_lab.optimizers import normalized_sgd as normalized_sgd
 from jaxopt_lab.optimizers import rmsprop as rmsprop
 from jaxopt_lab.optimizers import sgd as sgd
@@ -75,10 +77,12 @@ __all__ = [
     "delta_bar_delta",
     "diagnostics",
     "distributed",
+    "init",
     "landscapes",
     "momentum",
     "nesterov",
     "newton",
+    "nonlinear_cg",
     "normalization",
     "normalized_sgd",
     "plot",

@@ -1,8 +1,10 @@
-"""The lectures' learning-rate schedules, in their own parameterisation.
+r"""The lectures' learning-rate schedules, in their own parameterisation.
 
 Each returns a function ``step -> learning rate`` that any update rule accepts where
 it takes a learning rate, as do optax's own optimizers. Values may be traced arrays
-(``vmap`` over a grid of initial rates works).
+(``vmap`` over a grid of initial rates works). :func:`nesterov_momentum_schedule` is a
+momentum schedule (LeCun & Defazio, lecture 001: :math:`\hat\beta_k = (k - 1)/(k + 2)`), for the
+``beta`` of ``jol.momentum`` and ``jol.nesterov``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_lab._validation import check_count, check_learning_rate, check_positive, real_scalar
+from jaxopt_lab.transforms.momentum import (
+    nesterov_momentum_schedule as nesterov_momentum_schedule,
+)
 
 Schedule = Callable[[jax.typing.ArrayLike], jax.Array]
 

@@ -207,9 +207,9 @@ CASES += [
     ),
     case("adam-b1-schedule", lambda: jol.adam(0.1, b1=SCHEDULE), TypeError, "`b1`", "schedule"),
     case(
-        "momentum-beta-schedule",
-        lambda: jol.momentum(0.1, beta=SCHEDULE),
-        TypeError,
+        "momentum-beta-schedule-out-of-range",
+        lambda: jol.momentum(0.1, beta=lambda k: 1.5),  # a schedule is fine; this one is not
+        ValueError,
         "`beta`",
         "schedule",
     ),

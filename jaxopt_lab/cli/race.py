@@ -5,8 +5,11 @@ Every optimizer has a learning rate tuned by hand on the lecture quadratic and o
 Rosenbrock. On the other landscapes the rate follows from the landscape itself (see
 :func:`learning_rate`): a rate scaled by the curvature for the rules whose step is
 proportional to the gradient, and by the size of the plotting box for the rules whose
-step is not (adaptive, sign and normalized rules). Each run is
-``jol.landscapes.minimize``.
+step is not (adaptive, sign and normalized rules); the full-batch methods (Newton,
+L-BFGS, nonlinear CG) take a step of 1 or their line search's. Each run is
+``jol.landscapes.minimize``, with the landscape's loss passed to every update
+(``value``, ``grad``, ``value_fn``, as ``jol.train`` passes them), which Newton's method
+and the line searches need and the first-order rules ignore.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxopt_lab import landscapes, plot
 from jaxopt_lab.cli import registry
@@ -66,6 +70,21 @@ def learning_rate(
     return float(c / scale) if scale > 0 else 0.01
 
 
+def with_loss(optimizer: optax.GradientTransformation, fn) -> optax.GradientTransformationExtraArgs:
+    """``optimizer`` whose every update gets ``value``, ``grad`` and ``value_fn`` of ``fn``.
+
+    ``jol.landscapes.minimize`` calls ``update(grads, state, params)``; this supplies the
+    loss as ``jol.train`` does (the extra arguments of optax's ``with_extra_args_support``).
+    """
+    optimizer = optax.with_extra_args_support(optimizer)
+
+    def update(updates, state, params=None, **extra_args):
+        del extra_args
+        return optimizer.update(updates, state, params, value=fn(params), grad=updates, value_fn=fn)
+
+    return optax.GradientTransformationExtraArgs(optimizer.init, update)
+
+
 def learning_rates(entries: Sequence[Entry], landscape: landscapes.Landscape) -> list[float]:
     """:func:`learning_rate` of each entry, with the curvature computed at most once."""
     scale = None
@@ -104,7 +123,8 @@ def race_one(
     rates = learning_rates(entries, landscape) if lr is None else [float(lr)] * len(entries)
     results = []
     for e, rate in zip(entries, rates, strict=True):
-        path, losses = landscapes.minimize(e.race_optimizer(rate), landscape, steps)
+        tx = with_loss(e.race_optimizer(rate), landscape.fn)
+        path, losses = landscapes.minimize(tx, landscape, steps)
         hit = np.flatnonzero(losses <= floor + TARGET_LOSS) if floor is not None else []
         finite = np.flatnonzero(~np.isfinite(losses))
         n_ok = int(finite[0]) if finite.size else losses.size

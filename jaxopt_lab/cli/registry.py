@@ -6,6 +6,12 @@ momentum-like coefficient, when it has one), which grid key that coefficient is 
 under, the rule's stability threshold on the sharpness, its display name, and how it
 runs in the race on the lectures' landscapes. One spelling per optimizer: ``sign_sgd``,
 with ``sign-sgd`` accepted alike everywhere (:func:`get`).
+
+The full-batch methods (Newton's method, L-BFGS, nonlinear conjugate gradients: LeCun &
+Defazio, "Optimization for Deep Learning", lecture 001: "If you must use a full-batch
+method ... LBFGS & Conjugate-Gradients are far better than vanilla gradient descent")
+need the loss itself (``value_fn``) at every update; they run in the race only
+(:data:`RACERS`), not in the minibatch sweeps (:data:`NAMES`).
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class Entry:
     adaptive: bool = False  # divides each coordinate by its RMS gradient
     race: Race | None = None
     family: str = ""  # the race's small multiples: one panel per family (default: name)
+    full_batch: bool = False  # its update needs the loss (value_fn): raced, never swept
 
     @property
     def panel(self) -> str:
@@ -251,11 +258,41 @@ ENTRIES: tuple[Entry, ...] = (
         race=Race({"lecture_quadratic": 0.1, "rosenbrock": 0.1}, ("distance", 0.02), 100.0),
         family="sign and normalized SGD",
     ),
+    # full batch: the loss (value_fn) at every update; the step is 1 (Newton) or a line
+    # search's (L-BFGS, CG), so the rate is fixed at 1 on every landscape
+    Entry(
+        "newton",
+        "Newton",
+        optimizers.newton,
+        race=Race({}, ("fixed", 1.0)),
+        family="Newton, L-BFGS and CG",
+        full_batch=True,
+    ),
+    Entry(
+        "lbfgs",
+        "L-BFGS",
+        optax.lbfgs,
+        race=Race({}, ("fixed", 1.0)),
+        family="Newton, L-BFGS and CG",
+        full_batch=True,
+    ),
+    Entry(
+        "nonlinear_cg",
+        "nonlinear CG (PR+)",
+        optimizers.nonlinear_cg,
+        race=Race({}, ("fixed", 1.0)),
+        family="Newton, L-BFGS and CG",
+        full_batch=True,
+    ),
 )
 
 REGISTRY: dict[str, Entry] = {e.name: e for e in ENTRIES}
-NAMES: tuple[str, ...] = tuple(REGISTRY)
+ALL: tuple[str, ...] = tuple(REGISTRY)
+"""Every optimizer of the table."""
+NAMES: tuple[str, ...] = tuple(e.name for e in ENTRIES if not e.full_batch)
+"""The optimizers the sweeps train on minibatches (the update needs only the gradient)."""
 RACERS: tuple[str, ...] = tuple(e.name for e in ENTRIES if e.race is not None)
+"""The optimizers of the race on the landscapes (the full-batch methods among them)."""
 
 
 def canonical(name: str) -> str:
@@ -263,7 +300,7 @@ def canonical(name: str) -> str:
     return str(name).strip().lower().replace("-", "_")
 
 
-def get(name: str, choices: tuple[str, ...] = NAMES) -> Entry:
+def get(name: str, choices: tuple[str, ...] = ALL) -> Entry:
     """The entry called ``name`` (``-`` and ``_`` alike); ValueError with the choices."""
     wanted = canonical(name)
     if wanted in choices:

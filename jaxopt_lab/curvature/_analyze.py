@@ -40,7 +40,7 @@ class CurvatureReport(NamedTuple):
     kind: str  # "minimum" | "maximum" | "saddle" | "degenerate" | "not_critical" | "nonfinite"
     counts: dict[str, int] | None  # {"positive", "negative", "zero"} (dense path), else None
     max_stable_lr: float  # 2 / lambda_max: gradient descent diverges above it (inf if <= 0)
-    optimal_lr: float  # 1 / lambda_max: the "standard" step of lecture 001
+    optimal_lr: float  # 1 / lambda_max: lecture 001's "optimal" step, optimal in 1-D only
     learning_rate: float  # the rate gd_rate refers to (given, else optimal_lr)
     gd_rate: float  # max(|1 - a l_min|, |1 - a l_max|): GD contraction per step near here
     method: str  # "dense" | "lanczos"
@@ -50,6 +50,9 @@ class CurvatureReport(NamedTuple):
     grad_tol: float  # absolute: critical point when grad_norm <= grad_tol
     zero_tol: float  # absolute: an eigenvalue with |l| <= zero_tol counts as zero
     curvature: str = "hessian"  # the matrix analyzed: "hessian" | "ggn" | "fisher"
+    # 2 / (lambda_max + lambda_min): the GD rate with the smallest worst-case contraction
+    # (kappa - 1) / (kappa + 1) on a positive-definite quadratic; nan unless H is definite
+    minimax_lr: float = math.nan
 
     def _matrix(self) -> str:
         return {"hessian": "H", "ggn": "the GGN", "fisher": "the Fisher"}.get(
@@ -69,6 +72,16 @@ class CurvatureReport(NamedTuple):
         if self.method == "dense":
             return "undefined (every eigenvalue is zero)"
         return "unknown (Lanczos finds the ends of the spectrum; method='dense' finds all)"
+
+    def _minimax(self) -> str:
+        if math.isnan(self.minimax_lr):
+            return f"undefined ({self._matrix()} is not positive definite)"
+        kappa = self.lambda_max / self.lambda_min
+        rate = (kappa - 1) / (kappa + 1)
+        return (
+            f"{self.minimax_lr:.6g}  (2 / (lambda_max + lambda_min): gd rate "
+            f"{rate:.6g} = (kappa - 1) / (kappa + 1))"
+        )
 
     def _rows(self) -> list[tuple[str, str]]:
         shown = ", ".join(f"{v:.6g}" for v in self.eigenvalues[:6])
@@ -94,7 +107,8 @@ class CurvatureReport(NamedTuple):
             )
         rows += [
             ("max stable lr", f"{self.max_stable_lr:.6g}  (2 / lambda_max)"),
-            ("optimal lr", f"{self.optimal_lr:.6g}  (1 / lambda_max)"),
+            ("optimal lr", f"{self.optimal_lr:.6g}  (1 / lambda_max: optimal in 1-D)"),
+            ("minimax lr", self._minimax()),
             ("gd rate", f"{self.gd_rate:.6g}  at lr {self.learning_rate:.6g}"),
             (
                 "method",
@@ -227,8 +241,19 @@ def analyze(
       :math:`1 - \alpha\lambda_i` (lecture 000), so it is stable for
       :math:`\alpha < 2/\lambda_{\max}` (``max_stable_lr``) and contracts at
       :math:`\max(|1-\alpha\lambda_{\min}|, |1-\alpha\lambda_{\max}|)` per step (``gd_rate``,
-      lecture 001), which at :math:`\alpha = 1/\lambda_{\max}` (``optimal_lr``) is
-      :math:`1 - \mu/L`.
+      LeCun & Defazio, lecture 001), which at :math:`\alpha = 1/\lambda_{\max}`
+      (``optimal_lr``) is :math:`1 - \mu/L`.
+    * ``optimal_lr`` :math:`= 1/\lambda_{\max}` is lecture 001's "optimal learning rate =
+      inverse second derivative": optimal in one dimension (one step to the minimum of a
+      parabola), and along the top eigenvector only. In several dimensions the rate that
+      minimises the worst contraction :math:`\max_i |1 - \alpha\lambda_i|` of gradient
+      descent on a quadratic is ``minimax_lr`` :math:`= 2/(\lambda_{\max} + \lambda_{\min})`,
+      where the two extremes contract equally, at :math:`(\kappa - 1)/(\kappa + 1)` per step
+      (:math:`\kappa = \lambda_{\max}/\lambda_{\min}`) against :math:`1 - 1/\kappa` at
+      ``optimal_lr``. It needs H positive definite (nan otherwise) and both ends of the
+      spectrum, and it sits just below the divergence bound ``max_stable_lr`` when
+      :math:`\kappa` is large, so it is a statement about the local quadratic, not a
+      safe rate for a network.
 
     Args:
       loss_fn: ``loss_fn(params, batch)`` (``loss_fn(params)`` when ``data`` is None), or
@@ -322,6 +347,7 @@ def analyze(
     else:
         ratio = scale / float(np.min(np.abs(values))) if definite else math.nan
     optimal_lr = _inv(lam_max)
+    minimax_lr = 2.0 / (lam_max + lam_min) if lam_min > zero_tol else math.nan
     lr = optimal_lr if learning_rate is None else float(learning_rate)
     if math.isinf(lr):
         gd_rate = math.inf if lam_min < 0 else 1.0
@@ -348,4 +374,5 @@ def analyze(
         grad_tol=float(grad_tol),
         zero_tol=zero_tol,
         curvature=op.kind,
+        minimax_lr=minimax_lr,
     )
