@@ -5,7 +5,7 @@ r"""Figures a person reads at a glance.
 - :func:`race_panels`: the optimizer race as small multiples, one panel per optimizer
   family on the same contours, each path coloured by step.
 - :func:`training_curves`: loss on a log scale, validation loss, learning rate
-  (lecture 002, ``002_f85d30b52f182d0b.txt``: reading training curves).
+  (Congeduti's lecture on optimization: reading training curves).
 - :func:`sweep_results`: final or best loss against the learning rate, one line per
   setting of the other hyperparameters, diverged runs marked.
 - :func:`spectral_density`: the smoothed Hessian eigenvalue density with the top
@@ -13,7 +13,7 @@ r"""Figures a person reads at a glance.
 - :func:`block_spectra`: per-layer curvature: each diagonal block's top eigenvalues and
   its mean curvature (trace / size).
 - :func:`sharpness`: :math:`\lambda_{\max}` against :math:`2/\alpha` during training
-  (lecture 000, ``000_d710887e2ef8e555.txt``: gradient descent is stable for
+  (Grosse & Ba's lectures on optimization: gradient descent is stable for
   :math:`\alpha < 2/\lambda_{\max}`).
 - :func:`interpolation`: the loss along the line between two parameter vectors
   (``jol.curvature.interpolate``; Goodfellow et al. 2015), the end points marked.
@@ -625,7 +625,7 @@ def training_curves(
 ) -> Plot:
     """Training curves: loss against step, validation loss, and the learning rate below.
 
-    Lecture 002 (``002_f85d30b52f182d0b.txt``) reads these curves for slow progress,
+    Congeduti's lecture on optimization reads these curves for slow progress,
     oscillations and instability; a log scale shows the late part of training. The
     training loss (on ``jol.train``'s fixed monitoring subset) is a solid line, the
     validation loss dashed, the noisy minibatch loss faint; a diverged run ends in an
@@ -942,7 +942,7 @@ def sharpness(
     r"""Sharpness :math:`\lambda_{\max}` against the optimizer's stability threshold.
 
     Gradient descent on the local quadratic is stable only while
-    :math:`\lambda_{\max} < 2/\alpha` (lecture 000, ``000_d710887e2ef8e555.txt``);
+    :math:`\lambda_{\max} < 2/\alpha` (Grosse & Ba, lectures 7-8);
     heavy-ball momentum while :math:`\lambda_{\max} < (2 + 2\beta)/\alpha`; Adam while its
     preconditioned sharpness :math:`\lambda_{\max}(P^{-1}H) < (2 + 2\beta_1)/((1-\beta_1)\alpha)`
     (Cohen et al. 2022). ``jol.curvature.sharpness_callback`` records the sharpness, the

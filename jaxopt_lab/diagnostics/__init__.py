@@ -1,7 +1,7 @@
 """Diagnostics: gradient checks, training-curve diagnosis and unit health.
 
-Lecture 000's recap table (``000_d710887e2ef8e555.txt``) and lecture 002's training
-curves (``002_f85d30b52f182d0b.txt``) as tools: :func:`check_grad` (incorrect gradients:
+The recap table of Grosse & Ba's lectures on optimization and the training curves of
+Congeduti's lecture as tools: :func:`check_grad` (incorrect gradients:
 finite differences), :func:`diagnose` (slow progress, oscillations, instability,
 fluctuations, plateaux, overfitting), :func:`unit_health` and :func:`symmetric_units`
 (dead or saturated units, symmetries), :func:`record_activations` (activations of a Flax

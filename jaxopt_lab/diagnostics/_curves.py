@@ -7,8 +7,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-L000 = "lecture 000 (000_d710887e2ef8e555.txt), recap table"
-L002 = "lecture 002 (002_f85d30b52f182d0b.txt), learning rate diagnostics"
+L000 = "Grosse & Ba, CSC421 lectures 7-8 (optimization), recap table"
+L002 = "Congeduti, Optimization, learning rate diagnostics"
 
 PROBLEMS = (
     "instability",
@@ -39,8 +39,8 @@ REFERENCES = {
     "oscillations": f"{L002}; {L000}",
     "fluctuations": f"{L000}; {L002} (SGD learning rate)",
     "slow_progress": f"{L002}; {L000}",
-    "plateau": "lecture 000 (000_d710887e2ef8e555.txt), saddle points and plateaux",
-    "overfitting": "lecture 002 (002_f85d30b52f182d0b.txt), training curves",
+    "plateau": "Grosse & Ba, CSC421 lectures 7-8 (optimization), saddle points and plateaux",
+    "overfitting": "Congeduti, Optimization, training curves",
 }
 
 
@@ -131,11 +131,11 @@ def diagnose(
 ) -> tuple[Finding, ...]:
     r"""Reads a training history and names the problems lectures 000 and 002 teach to spot.
 
-    Lecture 002 (``002_f85d30b52f182d0b.txt``) reads training curves for the learning
+    Congeduti's lecture on optimization reads training curves for the learning
     rate: on :math:`L(w) = 2w^2` from :math:`w = 1`, gradient descent with
     :math:`\alpha = 0.01` makes slow progress, :math:`0.48` oscillates, :math:`0.51` is
     unstable, and :math:`\alpha = 1/\lambda = 0.25` is optimal. Lecture 000's recap table
-    (``000_d710887e2ef8e555.txt``) gives the workarounds. Each check reads numbers off the
+    (Grosse & Ba, lectures 7-8) gives the workarounds. Each check reads numbers off the
     history (``train_loss`` minus ``loss_floor``, called the excess :math:`E`):
 
     - **instability** (cost increases): a non-finite or ``diverged`` row; the final loss

@@ -81,7 +81,7 @@ def check_grad(
     r"""Compares a gradient with central finite differences, one parameter leaf at a time.
 
     The "incorrect gradients" row of lecture 000's recap table
-    (``000_d710887e2ef8e555.txt``): diagnose with finite differences, fix them or use
+    (Grosse & Ba, lectures 7-8): diagnose with finite differences, fix them or use
     autodiff. For each leaf :math:`\theta_\ell` and unit probe direction :math:`v`
     supported on that leaf,
 

@@ -14,7 +14,7 @@ from jaxopt_lab._validation import check_unit_interval
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
 
-_REF = "lecture 000 (000_d710887e2ef8e555.txt)"
+_REF = "Grosse & Ba, CSC421 lectures 7-8 (optimization)"
 
 
 class LayerHealth(NamedTuple):
@@ -110,7 +110,7 @@ def unit_health(
 ) -> UnitHealth:
     r"""Per layer, the fraction of dead ReLU units and of saturated tanh/sigmoid units.
 
-    Lecture 000 (``000_d710887e2ef8e555.txt``, plateaux): the weight derivative is
+    Grosse & Ba (CSC421 lectures 7-8, plateaux): the weight derivative is
     :math:`\bar w_{ij} = \bar h_i \phi'(z_i) x_j`, so a unit whose :math:`\phi'(z_i)` is
     (nearly) zero on all the data stops learning. A ReLU unit whose input is negative on
     every example is *dead*; a tanh or sigmoid unit whose slope
@@ -257,7 +257,7 @@ def _kernel_bias(item: Any, index: int) -> tuple[np.ndarray, np.ndarray | None]:
 def symmetric_units(weights: Sequence[Any], *, rtol: float = 1e-4) -> Symmetry:
     r"""Hidden units whose incoming and outgoing weights are identical.
 
-    Lecture 000 (``000_d710887e2ef8e555.txt``, saddle points): two hidden units with
+    Grosse & Ba (CSC421 lectures 7-8, saddle points): two hidden units with
     identical incoming and outgoing weights get identical updates, so they stay identical
     for ever; "don't initialize all your weights to zero", break the symmetry with small
     random values (recap table: symmetries, visualize W, initialize W randomly).
