@@ -132,10 +132,12 @@ def diagnose(
     r"""Reads a training history and names the problems lectures 000 and 002 teach to spot.
 
     Congeduti's lecture on optimization reads training curves for the learning
-    rate: on :math:`L(w) = 2w^2` from :math:`w = 1`, gradient descent with
-    :math:`\alpha = 0.01` makes slow progress, :math:`0.48` oscillates, :math:`0.51` is
-    unstable, and :math:`\alpha = 1/\lambda = 0.25` is optimal. Lecture 000's recap table
-    (Grosse & Ba, lectures 7-8) gives the workarounds. Each check reads numbers off the
+    rate: gradient descent with :math:`\alpha = 0.01` makes slow progress, :math:`0.48`
+    oscillates, :math:`0.51` is unstable. The slide shows the curves, not the function:
+    :math:`L(w) = 2w^2` from :math:`w = 1` (so :math:`\alpha = 1/\lambda = 0.25` is
+    optimal) is this project's reconstruction, the quadratic whose curvature :math:`4`
+    puts those three rates in those three regimes. The recap table of Grosse & Ba
+    (lectures 7-8) gives the workarounds. Each check reads numbers off the
     history (``train_loss`` minus ``loss_floor``, called the excess :math:`E`):
 
     - **instability** (cost increases): a non-finite or ``diverged`` row; the final loss
