@@ -22,6 +22,9 @@ from jaxopt_lab.sweep import seed_keys
 TRAIN = jax.tree.map(lambda a: a[:512], DIGITS.train)  # small: the suite runs on 2 cores
 VALIDATION = jax.tree.map(lambda a: a[:256], DIGITS.validation)
 SETTINGS = {"steps": 30, "batch_size": 32, "log_every": 10, "progress": False}
+SUB = jax.tree.map(lambda a: a[:32], TRAIN)  # the data of the curvature checks
+# The tests that share this module's trained CNNs (fixtures built once per worker).
+SHARED = pytest.mark.xdist_group("test_models_cnn")
 
 
 class CNN(nnx.Module):
@@ -59,6 +62,44 @@ def trained_cnn() -> jol.TrainResult:
     )
 
 
+class Moments:
+    """A callback that reads the optimizer state, the model state and the model."""
+
+    every = 10
+
+    def init(self, params):
+        del params
+        return None
+
+    def __call__(self, step, params, state, *, opt_state, model_state, model):
+        nu = optax.tree.get(opt_state, "nu")
+        return state, {
+            "second_moment": optax.tree.norm(nu),
+            "bn_mean": jnp.sum(jnp.abs(model_state["bn"]["mean"][...])),
+            "eval_loss": cnn_loss(model, VALIDATION),
+        }
+
+
+@pytest.fixture(scope="module")
+def adam_run() -> tuple[optax.GradientTransformation, jol.TrainResult]:
+    """Adam on the CNN, with Moments and the sharpness callback (plain and preconditioned
+    sharpness on SUB at steps 0, 10, 20 and 30): one compiled run for two tests."""
+    tx = jol.adam(1e-2)  # = optax.adam, whose `b1**count` needs implicit promotion
+    sharpness = jol.curvature.sharpness_callback(cnn_loss, SUB, every=10, preconditioned=True)
+    result = jol.train(
+        cnn_loss,
+        CNN(nnx.Rngs(0)),
+        tx,
+        TRAIN,
+        key=jax.random.key(0),
+        callbacks=(Moments(), sharpness),
+        eval_data=VALIDATION,
+        **SETTINGS,
+    )
+    return tx, result
+
+
+@SHARED
 def test_nnx_cnn_trains_with_batchnorm_and_dropout(trained_cnn):
     h = trained_cnn.history
     assert h["train_loss"][-1] < 0.6 * h["train_loss"][0]
@@ -100,6 +141,7 @@ def test_nnx_dropout_draws_a_new_mask_every_step_and_per_stream():
     assert not np.any(steps == other["batch_loss"][:3])  # another stream, other masks
 
 
+@SHARED
 def test_nnx_cnn_sweep_equals_train_run_by_run(trained_cnn):
     result = jol.sweep(
         cnn_loss,
@@ -140,55 +182,23 @@ def test_nnx_cnn_sweep_equals_train_run_by_run(trained_cnn):
         result.model(4)
 
 
+@SHARED
 def test_analyze_the_trained_module(trained_cnn):
     report = jol.curvature.analyze(cnn_loss, trained_cnn.model, VALIDATION, method="lanczos", k=2)
     assert report.converged and report.lambda_max > 0
     assert report.size == sum(x.size for x in jax.tree.leaves(trained_cnn.params))
 
 
-def test_callbacks_see_the_optimizer_and_model_state():
-    class Moments:
-        every = 10
-
-        def init(self, params):
-            del params
-            return None
-
-        def __call__(self, step, params, state, *, opt_state, model_state, model):
-            nu = optax.tree.get(opt_state, "nu")
-            return state, {
-                "second_moment": optax.tree.norm(nu),
-                "bn_mean": jnp.sum(jnp.abs(model_state["bn"]["mean"][...])),
-                "eval_loss": cnn_loss(model, VALIDATION),
-            }
-
-    result = jol.train(
-        cnn_loss,
-        CNN(nnx.Rngs(0)),
-        jol.adam(1e-2),  # = optax.adam, whose `b1**count` needs implicit promotion
-        TRAIN,
-        key=jax.random.key(0),
-        callbacks=(Moments(),),
-        eval_data=VALIDATION,
-        **SETTINGS,
-    )
+@SHARED
+def test_callbacks_see_the_optimizer_and_model_state(adam_run):
+    _, result = adam_run
     h = result.history
     assert h["second_moment"][0] == 0 and h["second_moment"][-1] > 0  # Adam's nu grows
     assert h["bn_mean"][0] == 0 and h["bn_mean"][-1] > 0
     np.testing.assert_allclose(h["eval_loss"], h["val_loss"], rtol=1e-5)
-
-    sharpness = jol.curvature.sharpness_callback(cnn_loss, VALIDATION, every=30, max_matvecs=20)
-    result = jol.train(
-        cnn_loss,
-        CNN(nnx.Rngs(0)),
-        optax.sgd(0.05),
-        TRAIN,
-        key=jax.random.key(0),
-        callbacks=(sharpness,),
-        **SETTINGS,
-    )
-    start = jol.curvature.eigenvalues(cnn_loss, CNN(nnx.Rngs(0)), VALIDATION, tol=1e-3)
-    np.testing.assert_allclose(result.history["sharpness"][0], start.values[0], rtol=1e-2)
+    # the sharpness callback's value at step 0 is the function's at the initial model
+    start = jol.curvature.eigenvalues(cnn_loss, CNN(nnx.Rngs(0)), SUB, tol=1e-3)
+    np.testing.assert_allclose(h["sharpness"][0], start.values[0], rtol=1e-2)
 
 
 class LinenCNN(nn.Module):
@@ -313,11 +323,12 @@ def test_an_nnx_state_with_rng_counters_is_refused_by_name():
         jol.train(cnn_loss, CNN(nnx.Rngs(0)), optax.sgd(0.1), TRAIN, key=None, steps=1, wrt="nope")
 
 
-def test_curvature_of_the_nnx_cnn_per_layer_ggn_and_adam(trained_cnn):
+@SHARED
+def test_curvature_of_the_nnx_cnn_per_layer_ggn_and_adam(trained_cnn, adam_run):
     """The engine's NNX CNN: per-layer spectra, its GGN, Adam's preconditioned sharpness."""
-    model = trained_cnn.model
-    sub = jax.tree.map(lambda a: a[:32], TRAIN)
-    blocks = jol.curvature.block_spectra(cnn_loss, model, sub, k=1, num_probes=10, tol=1e-3)
+    model, sub = trained_cnn.model, SUB
+    # bn and conv (<= num_probes parameters) are exact, out is Lanczos and Hutchinson
+    blocks = jol.curvature.block_spectra(cnn_loss, model, sub, k=1, num_probes=40, tol=1e-3)
     assert blocks.names == ["bn", "conv", "out"]  # one block per layer (nnx module path)
     assert list(blocks.sizes) == [8, 40, 2570] and bool(blocks.converged.all())
     # the GGN of the CNN: positive semi-definite, its top eigenvalue the Rayleigh quotient
@@ -325,13 +336,8 @@ def test_curvature_of_the_nnx_cnn_per_layer_ggn_and_adam(trained_cnn):
     ggn = jol.curvature.ggn_operator(lambda m, x: m(x), "cross_entropy", model, (sub.x, sub.y))
     eig = jol.curvature.eigenvalues(ggn, k=1, which="both", tol=1e-4)
     assert float(eig.values[-1]) >= -1e-4 * float(eig.values[0]) and bool(eig.converged.all())
-    # Adam on the CNN: the callback's last preconditioned sharpness is the function's
-    tx = jol.adam(0.01)
-    cb = jol.curvature.sharpness_callback(cnn_loss, sub, every=10, preconditioned=True)
-    settings = {**SETTINGS, "steps": 10}  # the callback evaluates at steps 0 and 10
-    run = jol.train(
-        cnn_loss, CNN(nnx.Rngs(1)), tx, TRAIN, key=jax.random.key(0), callbacks=[cb], **settings
-    )
+    # Adam on the CNN: the callback's last preconditioned sharpness (step 30) is the function's
+    tx, run = adam_run
     eig = jol.curvature.preconditioned_sharpness(
         cnn_loss, run.model, sub, run.opt_state, optimizer=tx, tol=1e-5
     )

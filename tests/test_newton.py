@@ -24,6 +24,11 @@ def _step(tx, loss, params):
     return optax.apply_updates(params, updates)
 
 
+def _jit_step(tx, loss, params):
+    """``_step`` as one compiled program (eagerly, a Lanczos step compiles ~80 small ones)."""
+    return jax.jit(lambda p: _step(tx, loss, p))(params)
+
+
 @pytest.mark.parametrize("method", ["dense", "cg"])
 def test_one_step_to_the_minimum_of_a_quadratic(method):
     params = {"a": jnp.array([5.0, -4.0]), "b": jnp.array(2.0)}
@@ -36,10 +41,10 @@ def test_one_step_to_the_minimum_of_a_quadratic(method):
 def test_saddle_free_moves_away_from_the_saddle_where_newton_jumps_onto_it():
     f = lambda p: p[0] ** 2 - p[1] ** 2
     start = jnp.array([0.5, 0.3])
-    plain = _step(newton(), f, start)
+    plain = _jit_step(newton(), f, start)
     np.testing.assert_allclose(plain, [0.0, 0.0], atol=1e-7)  # lands on the saddle
     for method in ("dense", "cg"):
-        free = _step(newton(saddle_free=True, method=method), f, start)
+        free = _jit_step(newton(saddle_free=True, method=method), f, start)
         np.testing.assert_allclose(free, [0.0, 0.6], atol=1e-5)  # |H| = 2 I: descends in y
         assert f(free) < f(start) < f(plain) + 1.0
 
@@ -48,14 +53,14 @@ def test_saddle_free_matrix_free_survives_a_lanczos_breakdown():
     # H = 2 I: the Krylov space is invariant after one step (matfree's funm gave NaN here)
     f = lambda w: jnp.sum(w**2)
     w = jnp.arange(1.0, 11.0)
-    new = _step(newton(saddle_free=True, method="cg", krylov_depth=5), f, w)
+    new = _jit_step(newton(saddle_free=True, method="cg", krylov_depth=5), f, w)
     np.testing.assert_allclose(new, jnp.zeros(10), atol=1e-5)
     # an indefinite diagonal H, full depth: the matrix-free step equals the dense one
     h = jnp.array([1.0, -2.0, 3.0, 0.5, -1.0, 4.0])
     g = lambda w: 0.5 * jnp.sum(h * w**2) + jnp.sum(w)
     w = jnp.full(6, 0.3)
-    dense = _step(newton(saddle_free=True, method="dense"), g, w)
-    free = _step(newton(saddle_free=True, method="cg", krylov_depth=6), g, w)
+    dense = _jit_step(newton(saddle_free=True, method="dense"), g, w)
+    free = _jit_step(newton(saddle_free=True, method="cg", krylov_depth=6), g, w)
     np.testing.assert_allclose(free, dense, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(dense - w, -(h * w + 1) / jnp.abs(h), rtol=1e-5)
 
@@ -80,8 +85,14 @@ def test_flax_nnx_optimizer_accepts_newton():
         return jnp.mean((nnx.merge(graphdef, params, rest)(x)[:, 0] - y) ** 2)
 
     loss = lambda m: jnp.mean((m(x)[:, 0] - y) ** 2)
-    optimizer.update(model, nnx.grad(loss)(model), value_fn=value_fn)
-    assert float(loss(model)) < 1e-8  # least squares: one Newton step is exact
+
+    @nnx.jit  # one compiled step, as a training loop runs it (eagerly: ~100 small programs)
+    def step(optimizer, model):
+        optimizer.update(model, nnx.grad(loss)(model), value_fn=value_fn)
+        return loss(model)
+
+    assert float(step(optimizer, model)) < 1e-8  # least squares: one Newton step is exact
+    assert float(nnx.jit(loss)(model)) < 1e-8  # the update reached the caller's model
 
 
 def test_missing_value_fn_and_bad_configuration():

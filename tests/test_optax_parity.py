@@ -15,21 +15,29 @@ _OPTAX_PROMOTION = "standard"
 _OPTAX_INSIDE = {"adam-scheduled"}
 
 
-def _trajectory(tx, steps=25, seed=0):
-    """Runs tx on a random least-squares problem over a dict of two leaves."""
-    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
-    a = jax.random.normal(k1, (20, 7))
-    y = jax.random.normal(k2, (20,))
-    params = {"w": jax.random.normal(k3, (5,)), "b": jnp.zeros((2,))}
+def _problem(seed: int):
+    """A random least-squares problem (NumPy's generator: no JAX program to compile)."""
+    rng = np.random.default_rng(seed)
+    a, y, w = (rng.standard_normal(shape, np.float32) for shape in ((20, 7), (20,), (5,)))
+    return jnp.asarray(a), jnp.asarray(y), {"w": jnp.asarray(w), "b": jnp.zeros((2,))}
 
+
+@jax.jit  # compiled once per promotion mode, for all pairs; the updates run eagerly
+def _grad(params, a, y):
     def loss(p):
         x = jnp.concatenate([p["w"], p["b"]])
         return jnp.mean((a @ x - y) ** 2)
 
+    return jax.grad(loss)(params)
+
+
+def _trajectory(tx, steps=25, seed=0):
+    """Runs tx on a random least-squares problem over a dict of two leaves."""
+    a, y, params = _problem(seed)
     state = tx.init(params)
     out = []
     for _ in range(steps):
-        g = jax.grad(loss)(params)
+        g = _grad(params, a, y)
         u, state = tx.update(g, state, params)
         params = optax.apply_updates(params, u)
         out.append(params)
