@@ -522,6 +522,9 @@ def minimize(
 
     Args:
       optimizer: any optax gradient transformation (``jol.adam(0.1)``, ``optax.sgd(...)``).
+        Its ``update`` also gets ``value``, ``grad`` and ``value_fn`` (the loss, noise-free),
+        as in ``jol.train``, so ``jol.newton``, ``optax.lbfgs()`` and ``jol.nonlinear_cg()``
+        run here too.
       landscape: a :class:`Landscape` or its name in :data:`REGISTRY`.
       steps: the number of updates, >= 0.
       start: the first iterate (default: ``landscape.start``).
@@ -580,13 +583,15 @@ def _minimize(
     keys: jax.Array | None = None,
 ):
     value_and_grad = jax.value_and_grad(fn)
+    # as jol.train does: the loss goes along, so Newton, L-BFGS and line searches run here
+    optimizer = optax.with_extra_args_support(optimizer)
 
     def body(carry, key):
         w, state = carry
         loss, g = value_and_grad(w)
         if noise:
             g = g + _noise(noise, key, g)
-        u, state = optimizer.update(g, state, w)
+        u, state = optimizer.update(g, state, w, value=loss, grad=g, value_fn=fn)
         return (optax.apply_updates(w, u), state), (w, loss)
 
     @jax.jit
