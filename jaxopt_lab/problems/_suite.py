@@ -33,7 +33,8 @@ def quadratic_noisy(
     :math:`b_i`, so its gradient :math:`A w - \bar b` is unbiased with variance
     :math:`\text{noise}^2 / S` per coordinate. The validation loss is the noiseless
     :math:`f(w) - f^* \ge 0` (``eval_data`` holds :math:`b` itself). Constant-rate SGD
-    stalls at a noise floor that grows with the rate; momentum and averaging lower it.
+    stalls at a noise floor that grows with the rate; iterate averaging or a decaying rate
+    lowers it (momentum does only at the same effective step, rate / (1 - beta)).
 
     Example:
       >>> p = jol.problems.quadratic_noisy()
