@@ -17,9 +17,9 @@ _LEVEL = "--xla_backend_optimization_level"
 if _LEVEL not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_LEVEL}=0".strip()
 
-import jax
+import jax  # noqa: E402 (after XLA_FLAGS is set)
 
-import jaxopt_lab._xla_workaround  # noqa: F401 (before any test starts JAX's CPU backend)
+import jaxopt_lab._xla_workaround  # noqa: E402, F401 (before any test starts JAX's CPU backend)
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 # As optimistix: no implicit dtype promotion in the tests (a float32 array times a Python

@@ -44,6 +44,7 @@ def demo(tmp_path_factory):
     return out, stdout, json.loads((out / "report.json").read_text())
 
 
+@pytest.mark.xdist_group("demo")  # the module's demo fixture, built on one worker
 def test_demo_writes_pngs_and_markdown_that_embeds_them(demo):
     out, _, report = demo
     assert set(report["figures"]) == set(FIGURES)
@@ -54,6 +55,7 @@ def test_demo_writes_pngs_and_markdown_that_embeds_them(demo):
     assert "Learning-rate advice" in markdown
 
 
+@pytest.mark.xdist_group("demo")  # the module's demo fixture, built on one worker
 def test_demo_json_sweep_table_and_best_setting(demo):
     _, _, report = demo
     sweep = report["sweep"]
@@ -74,6 +76,7 @@ def test_demo_json_sweep_table_and_best_setting(demo):
     assert 0.5 < retrained["val_accuracy"] <= 1.0
 
 
+@pytest.mark.xdist_group("demo")  # the module's demo fixture, built on one worker
 def test_demo_json_curvature_sharpness_findings_versions(demo):
     _, _, report = demo
     cu = report["curvature"]
@@ -96,6 +99,7 @@ def test_demo_json_curvature_sharpness_findings_versions(demo):
     assert set(report["elapsed_seconds"]["stages"]) >= {"sweep", "retrain", "hessian"}
 
 
+@pytest.mark.xdist_group("demo")  # the module's demo fixture, built on one worker
 def test_demo_prints_summary_table(demo):
     _, stdout, report = demo
     summary = stdout[stdout.index("jaxopt-lab demo: summary") :]

@@ -15,6 +15,9 @@ from scipy import stats
 import jaxopt_lab as jol
 from jaxopt_lab import cli
 
+# module-scoped fixtures: the whole module on one worker builds them once
+pytestmark = pytest.mark.xdist_group("compare")
+
 LOGISTIC = jol.problems.logistic()
 SMALL_LOGISTIC = jol.problems.Problem(
     loss_fn=LOGISTIC.loss_fn,

@@ -8,6 +8,9 @@ import pytest
 import jaxopt_lab as jol
 from jaxopt_lab.sweep import seed_keys
 
+# module-scoped fixtures: the whole module on one worker builds them once
+pytestmark = pytest.mark.xdist_group("early_stopping")
+
 MLP = jol.problems.digits_mlp(16)
 TRAIN = jax.tree.map(lambda a: a[:160], MLP.data)  # few examples: it overfits quickly
 VALIDATION = jax.tree.map(lambda a: a[:160], MLP.eval_data)

@@ -10,6 +10,9 @@ import pytest
 import jaxopt_lab as jol
 from jaxopt_lab.tuning import rung_schedule
 
+# module-scoped fixtures: the whole module on one worker builds them once
+pytestmark = pytest.mark.xdist_group("tune")
+
 LOGISTIC = jol.problems.logistic()
 TRAIN = jax.tree.map(lambda a: a[:256], LOGISTIC.data)  # small: the suite runs on 2 cores
 VALIDATION = jax.tree.map(lambda a: a[:128], LOGISTIC.eval_data)
