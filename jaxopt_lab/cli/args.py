@@ -101,15 +101,29 @@ def point(text: str) -> list[float]:
     return _numbers(text, "coordinates", "1,1")
 
 
-def positive_float(text: str) -> float:
-    """A number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return value
+def number_above(low: float, *, strict: bool = True, example: str = "") -> Callable[[str], float]:
+    """A finite number ``> low`` (``>= low`` with ``strict=False``); ``example`` in the fix."""
+    op = ">" if strict else ">="
+    fix = f"; e.g. {example}" if example else ""
+
+    def check(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a number {op} {low:g}, got {text!r}"
+            ) from None
+        if not (math.isfinite(value) and (value > low if strict else value >= low)):
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number {op} {low:g}, got {text!r}{fix}"
+            )
+        return value
+
+    check.__name__ = "number"
+    return check
+
+
+positive_float = number_above(0.0)  # a number > 0
 
 
 def positive_int(text: str) -> int:

@@ -41,26 +41,6 @@ def _names(kind: str, choices: tuple[str, ...], allow_module: bool = False):
     return check
 
 
-def _tolerance(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}; e.g. 0.1")
-    return value
-
-
-def _r_max(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 1, got {text!r}") from None
-    if not 1 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 1, got {text!r}; e.g. 4")
-    return value
-
-
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "compare",
@@ -133,9 +113,17 @@ def add_parser(sub) -> None:
         "--tolerance (best), or each problem's own target (problem)",
     )
     p.add_argument(
-        "--tolerance", type=_tolerance, default=0.1, help="relative slack of --target best"
+        "--tolerance",
+        type=a.number_above(0.0, strict=False, example="0.1"),
+        default=0.1,
+        help="relative slack of --target best",
     )
-    p.add_argument("--r-max", type=_r_max, default=4.0, help="the performance profile's r_max")
+    p.add_argument(
+        "--r-max",
+        type=a.number_above(1.0, example="4"),
+        default=4.0,
+        help="the performance profile's r_max",
+    )
     p.add_argument("--out", default=a.DEFAULT_OUT, help="output folder")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=run)
