@@ -36,15 +36,24 @@ def _run(argv):
 # --- demo --quick, run once for the module -----------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    code, stdout, stderr = _run(["demo", "--quick", "--out", str(out), "--no-progress"])
-    assert code == 0, stderr
-    return out, stdout, json.loads((out / "report.json").read_text())
+    """``demo --quick`` run once for the whole run: the first worker to get here runs it
+    under a file lock in the workers' shared temporary folder, the other reads it."""
+    import fcntl
+
+    shared = tmp_path_factory.getbasetemp().parent  # the same folder for every worker
+    out = shared / "demo"
+    with open(shared / "demo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "stdout.txt").is_file():
+            out.mkdir(exist_ok=True)
+            code, stdout, stderr = _run(["demo", "--quick", "--out", str(out), "--no-progress"])
+            assert code == 0, stderr
+            (out / "stdout.txt").write_text(stdout)
+    return out, (out / "stdout.txt").read_text(), json.loads((out / "report.json").read_text())
 
 
-@pytest.mark.xdist_group("demo")  # the module's demo fixture, built on one worker
 def test_demo_writes_pngs_and_markdown_that_embeds_them(demo):
     out, _, report = demo
     assert set(report["figures"]) == set(FIGURES)
@@ -55,7 +64,6 @@ def test_demo_writes_pngs_and_markdown_that_embeds_them(demo):
     assert "Learning-rate advice" in markdown
 
 
-@pytest.mark.xdist_group("demo")  # the module's demo fixture, built on one worker
 def test_demo_json_sweep_table_and_best_setting(demo):
     _, _, report = demo
     sweep = report["sweep"]
@@ -76,7 +84,6 @@ def test_demo_json_sweep_table_and_best_setting(demo):
     assert 0.5 < retrained["val_accuracy"] <= 1.0
 
 
-@pytest.mark.xdist_group("demo")  # the module's demo fixture, built on one worker
 def test_demo_json_curvature_sharpness_findings_versions(demo):
     _, _, report = demo
     cu = report["curvature"]
@@ -99,7 +106,6 @@ def test_demo_json_curvature_sharpness_findings_versions(demo):
     assert set(report["elapsed_seconds"]["stages"]) >= {"sweep", "retrain", "hessian"}
 
 
-@pytest.mark.xdist_group("demo")  # the module's demo fixture, built on one worker
 def test_demo_prints_summary_table(demo):
     _, stdout, report = demo
     summary = stdout[stdout.index("jaxopt-lab demo: summary") :]
