@@ -20,7 +20,7 @@ from jaxopt_lab.sweep import sweep
 from jaxopt_lab.sweep._result import SweepResult
 from jaxopt_lab.tuning._families import family as get_family
 from jaxopt_lab.tuning._profile import Profile, performance_profile
-from jaxopt_lab.tuning._tune import TuneResult, tune
+from jaxopt_lab.tuning._tune import TuneResult, sample_trials, tune
 
 METHODS = ("sweep", "halving")
 
@@ -373,7 +373,7 @@ def _one(p: Problem, make_optimizer, space, *, bar, pname, **kw) -> Entry:
         diverged = search.sweep.curves["diverged"][:, -1].astype(bool)
         run_steps = search.run_steps
     else:
-        sample = _sample(space, kw["trials"], kw["sampler"], kw["sample_seed"])
+        sample = sample_trials(space, kw["trials"], kw["sampler"], kw["sample_seed"])
         search = sweep(
             p.loss_fn,
             init_fn,
@@ -434,11 +434,6 @@ def _one(p: Problem, make_optimizer, space, *, bar, pname, **kw) -> Entry:
         search_seconds=search_seconds,
         run_steps=int(run_steps),
     )
-
-
-def _sample(space: Space, n: int, sampler: str, seed: int) -> list[dict]:
-    _validation.check_choice("sampler", sampler, ("quasirandom", "random"))
-    return space.quasirandom(n, seed=seed) if sampler == "quasirandom" else space.random(n, seed)
 
 
 def _halving_scores(result: TuneResult) -> np.ndarray:

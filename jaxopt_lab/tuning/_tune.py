@@ -202,7 +202,7 @@ def tune(
       >>> result.best["learning_rate"]  # doctest: +SKIP
     """
     started = time.perf_counter()
-    sample = _sample(space, trials, sampler, sample_seed)
+    sample = sample_trials(space, trials, sampler, sample_seed)
     eta = _validation.check_count(eta, "eta", minimum=2, fix="e.g. eta=3 keeps a third.")
     _validation.check_choice("metric", metric, METRICS)
     if metric == "val_loss" and eval_data is None:
@@ -262,7 +262,8 @@ def tune(
     )
 
 
-def _sample(space: Any, trials: Any, sampler: str, sample_seed: Any) -> list[dict]:
+def sample_trials(space: Any, trials: Any, sampler: str, sample_seed: Any) -> list[dict]:
+    """The trials of ``space`` (sampled with ``sampler``), or ``space`` itself if a list."""
     _validation.check_choice("sampler", sampler, ("quasirandom", "random"))
     if isinstance(space, Space):
         if trials is None:
